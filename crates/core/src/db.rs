@@ -1,0 +1,100 @@
+//! PostgreSQL connection helpers shared by the services and the harness.
+
+use sqlx::{postgres::PgPoolOptions, ConnectOptions, Connection, PgPool};
+use std::{str::FromStr, time::Duration};
+
+/// `postgres://h/confab?x` + `auth` → `postgres://h/confab_auth?x`.
+pub fn with_database_suffix(url: &str, suffix: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let name = u.path().trim_start_matches('/').to_string();
+            let name = if name.is_empty() { "confab".to_string() } else { name };
+            u.set_path(&format!("/{name}_{suffix}"));
+            u.to_string()
+        }
+        Err(_) => url.to_string(),
+    }
+}
+
+/// Replace the database name of a URL.
+pub fn with_database(url: &str, db: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            u.set_path(&format!("/{db}"));
+            u.to_string()
+        }
+        Err(_) => url.to_string(),
+    }
+}
+
+/// The database name in a URL.
+pub fn database_name(url: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()
+        .map(|u| u.path().trim_start_matches('/').to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Create the database named in `url` if it does not exist yet, by connecting
+/// to the server's `postgres` database.
+pub async fn ensure_database(url: &str) -> Result<(), sqlx::Error> {
+    let name = database_name(url).unwrap_or_else(|| "confab".into());
+    let admin = with_database(url, "postgres");
+    let mut conn = sqlx::postgres::PgConnectOptions::from_str(&admin)?
+        .disable_statement_logging()
+        .connect()
+        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        let sql = format!("CREATE DATABASE {}", quote_ident(&name));
+        if let Err(e) = sqlx::query(&sql).execute(&mut conn).await {
+            // Two processes starting at once may race to create it.
+            let dup = e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|c| c == "42P04" || c == "23505");
+            if !dup {
+                return Err(e);
+            }
+        }
+    }
+    conn.close().await?;
+    Ok(())
+}
+
+/// Quote an SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Open a pool with a bounded wait, so a service that cannot reach its
+/// database fails at start with a clear error instead of hanging.
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    let opts = sqlx::postgres::PgConnectOptions::from_str(url)?
+        .log_statements(tracing::log::LevelFilter::Trace)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(opts)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suffix_keeps_query() {
+        assert_eq!(
+            with_database_suffix("postgres://a@h/db?sslmode=disable", "auth"),
+            "postgres://a@h/db_auth?sslmode=disable"
+        );
+        assert_eq!(database_name("postgres://a@h/db_auth").as_deref(), Some("db_auth"));
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}

@@ -1,0 +1,180 @@
+//! HTTP plumbing every service shares: binding (with the machine-readable
+//! "listening" line), the request-id / tracing / metrics layers, `/healthz`,
+//! `/metrics`, a readiness helper and graceful shutdown.
+
+use axum::{
+    extract::{MatchedPath, Request},
+    http::{HeaderName, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::{
+    io::Write,
+    net::SocketAddr,
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+use tokio::net::TcpListener;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn prometheus() -> &'static PrometheusHandle {
+    PROMETHEUS.get_or_init(|| {
+        PrometheusBuilder::new()
+            .install_recorder()
+            .expect("a metrics recorder is installed once per process")
+    })
+}
+
+/// Bind `host:port` (port 0 picks a free one) and print one JSON line on
+/// stdout naming the bound address, which harnesses and `confab up` read.
+pub async fn bind(service: &str, host: &str, port: u16) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind((host, port)).await?;
+    let addr = listener.local_addr()?;
+    let line = serde_json::json!({
+        "event": "listening",
+        "service": service,
+        "addr": addr.to_string(),
+        "url": format!("http://{addr}"),
+    });
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    tracing::info!(service, %addr, "listening");
+    Ok((listener, addr))
+}
+
+/// Wrap a service's router with request ids (taken from `x-request-id` when a
+/// caller sent one, so an id crosses services), a tracing span per request,
+/// request metrics, and the `/healthz` and `/metrics` endpoints.
+pub fn with_common_layers(router: Router, service: &'static str) -> Router {
+    let header = HeaderName::from_static(crate::REQUEST_ID_HEADER);
+    router
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(|| async { prometheus().render() }))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            track_metrics(service, req, next)
+        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(move |req: &Request| {
+                let request_id = req
+                    .headers()
+                    .get(crate::REQUEST_ID_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!(
+                    "request",
+                    service,
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    request_id,
+                )
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(header.clone()))
+        .layer(SetRequestIdLayer::new(header, MakeRequestUuid))
+}
+
+async fn track_metrics(service: &'static str, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [
+        ("service", service.to_string()),
+        ("method", method),
+        ("path", path),
+        ("status", status),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels)
+        .record(start.elapsed().as_secs_f64());
+    response
+}
+
+/// The body of `/readyz`: each named check and whether it passed.
+pub async fn readiness(checks: Vec<(&'static str, Result<(), String>)>) -> Response {
+    let ok = checks.iter().all(|(_, r)| r.is_ok());
+    let body: serde_json::Map<String, serde_json::Value> = checks
+        .into_iter()
+        .map(|(name, r)| {
+            let v = match r {
+                Ok(()) => serde_json::json!("ok"),
+                Err(e) => serde_json::json!(e),
+            };
+            (name.to_string(), v)
+        })
+        .collect();
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(serde_json::json!({ "ready": ok, "checks": body }))).into_response()
+}
+
+/// Check a database pool (with a short timeout) for `/readyz`.
+pub async fn check_db(pool: &sqlx::PgPool) -> Result<(), String> {
+    match tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(pool)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+/// Check Redis (with a short timeout) for `/readyz`.
+pub async fn check_redis(conn: &redis::aio::ConnectionManager) -> Result<(), String> {
+    let mut conn = conn.clone();
+    let cmd = redis::cmd("PING");
+    let ping = cmd.query_async::<String>(&mut conn);
+    match tokio::time::timeout(Duration::from_secs(2), ping).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown signal received");
+}
+
+/// Connect to Redis with a bounded wait.
+pub async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    match tokio::time::timeout(Duration::from_secs(10), client.get_connection_manager()).await {
+        Ok(r) => r,
+        Err(_) => Err(redis::RedisError::from((
+            redis::ErrorKind::IoError,
+            "timed out connecting to Redis",
+        ))),
+    }
+}

@@ -1,0 +1,213 @@
+//! Private PostgreSQL and Redis instances started from the machine's own
+//! server binaries, in a data folder, for `confab up` with nothing configured.
+//! They listen on a free loopback port (and PostgreSQL's socket lives in the
+//! data folder), so they never collide with servers the machine already runs.
+
+use std::{
+    net::TcpListener,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InfraError {
+    #[error("{what} not found: install it with `apt-get install -y {package}`")]
+    Missing { what: String, package: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{what} failed: {detail}")]
+    Failed { what: String, detail: String },
+}
+
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
+/// PostgreSQL's own binaries: the newest `/usr/lib/postgresql/*/bin`, else `$PATH`.
+fn pg_bindir() -> Result<PathBuf, InfraError> {
+    let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("postgres").exists().then_some((v, bin))
+        })
+        .collect();
+    dirs.sort();
+    if let Some((_, d)) = dirs.pop() {
+        return Ok(d);
+    }
+    which("postgres")
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .ok_or_else(|| InfraError::Missing {
+            what: "the PostgreSQL server (initdb, postgres)".into(),
+            package: "postgresql".into(),
+        })
+}
+
+fn which(bin: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(bin))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A free TCP port on loopback (bound and released; the server binds it next).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+/// PostgreSQL refuses to run as root; as root we run it as the `postgres`
+/// user that Debian's package creates.
+fn pg_command(bin: &Path) -> Command {
+    if running_as_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    }
+}
+
+fn run(mut cmd: Command, what: &str) -> Result<(), InfraError> {
+    let out = cmd.stdin(Stdio::null()).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(InfraError::Failed {
+            what: what.into(),
+            detail: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        })
+    }
+}
+
+pub struct PrivatePostgres {
+    pub url: String,
+    dir: PathBuf,
+    bindir: PathBuf,
+}
+
+impl PrivatePostgres {
+    /// Initialise (first time) and start a PostgreSQL in `dir`; waits until it
+    /// accepts connections.
+    pub fn start(dir: &Path) -> Result<Self, InfraError> {
+        let bindir = pg_bindir()?;
+        std::fs::create_dir_all(dir)?;
+        let dir = dir.canonicalize()?;
+        if running_as_root() {
+            run(
+                {
+                    let mut c = Command::new("chown");
+                    c.args(["-R", "postgres:postgres"]).arg(&dir);
+                    c
+                },
+                "chown of the PostgreSQL data folder",
+            )?;
+        }
+        if !dir.join("PG_VERSION").exists() {
+            let mut c = pg_command(&bindir.join("initdb"));
+            c.arg("-D")
+                .arg(&dir)
+                .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+            run(c, "initdb")?;
+        }
+        // A server left running by a crashed `confab up` would hold the folder.
+        let _ = Self::stop_dir(&bindir, &dir);
+        let port = free_port()?;
+        let mut c = pg_command(&bindir.join("pg_ctl"));
+        c.arg("start")
+            .arg("-D")
+            .arg(&dir)
+            .arg("-l")
+            .arg(dir.join("server.log"))
+            .arg("-w")
+            .arg("-o")
+            .arg(format!(
+                "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
+                dir.display()
+            ));
+        run(c, "pg_ctl start")?;
+        Ok(Self {
+            url: format!("postgres://postgres@127.0.0.1:{port}/confab"),
+            dir,
+            bindir,
+        })
+    }
+
+    fn stop_dir(bindir: &Path, dir: &Path) -> Result<(), InfraError> {
+        if !dir.join("postmaster.pid").exists() {
+            return Ok(());
+        }
+        let mut c = pg_command(&bindir.join("pg_ctl"));
+        c.arg("stop").arg("-D").arg(dir).args(["-m", "fast", "-w"]);
+        run(c, "pg_ctl stop")
+    }
+
+    pub fn stop(&self) -> Result<(), InfraError> {
+        Self::stop_dir(&self.bindir, &self.dir)
+    }
+}
+
+pub struct PrivateRedis {
+    pub url: String,
+    child: Child,
+}
+
+impl PrivateRedis {
+    /// Start a `redis-server` that keeps nothing on disk (Redis only holds
+    /// state that can be rebuilt), on a free port.
+    pub fn start(dir: &Path) -> Result<Self, InfraError> {
+        let bin = which("redis-server")
+            .or_else(|| Some(PathBuf::from("/usr/bin/redis-server")).filter(|p| p.exists()))
+            .ok_or_else(|| InfraError::Missing {
+                what: "the Redis server (redis-server)".into(),
+                package: "redis-server".into(),
+            })?;
+        std::fs::create_dir_all(dir)?;
+        let port = free_port()?;
+        let log = std::fs::File::create(dir.join("redis.log"))?;
+        let child = Command::new(bin)
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(InfraError::Failed {
+                    what: "redis-server".into(),
+                    detail: format!("not accepting connections; see {}", dir.join("redis.log").display()),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Self {
+            url: format!("redis://127.0.0.1:{port}"),
+            child,
+        })
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,52 @@
+//! The Redis key layout. Every key and channel starts with the configured
+//! prefix, so several deployments (or parallel test runs) share one Redis
+//! without seeing each other.
+
+use crate::ids::{SessionId, UserId};
+use std::fmt::Display;
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The durable stream of cross-service events.
+    pub fn events_stream(&self) -> String {
+        format!("{}events", self.prefix)
+    }
+
+    /// Present while a session is revoked (kept for an access token's life).
+    pub fn revoked(&self, sid: SessionId) -> String {
+        format!("{}revoked:{sid}", self.prefix)
+    }
+
+    /// Pub/sub channel announcing revoked sessions to every instance.
+    pub fn revocations_channel(&self) -> String {
+        format!("{}revocations", self.prefix)
+    }
+
+    /// Pub/sub channel carrying live chat events for one user's sockets.
+    pub fn user_channel(&self, user: UserId) -> String {
+        format!("{}user:{user}", self.prefix)
+    }
+
+    pub fn user_channel_pattern(&self) -> String {
+        format!("{}user:*", self.prefix)
+    }
+
+    /// The live stream of a thread's in-progress reply (deltas), for resume.
+    pub fn live_stream(&self, thread: impl Display) -> String {
+        format!("{}live:{thread}", self.prefix)
+    }
+}

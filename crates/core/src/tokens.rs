@@ -1,0 +1,193 @@
+//! Access-token claims and their verification against the auth service's
+//! JWKS. Verifiers pin the algorithm (EdDSA), the issuer and the audience, so
+//! `alg: none`, HMAC/RSA confusion and tokens minted for another audience are
+//! rejected before any claim is trusted. Keys are cached by `kid` and
+//! re-fetched when an unknown `kid` shows up (key rotation), at most once per
+//! [`REFRESH_COOLDOWN`] so a flood of forged `kid`s cannot hammer auth.
+
+use crate::ids::{SessionId, UserId};
+use jsonwebtoken::{jwk::JwkSet, Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+use tokio::sync::{Mutex, RwLock};
+
+/// Audience of access tokens for Confab's APIs.
+pub const AUDIENCE: &str = "confab";
+/// Minimum time between two JWKS fetches triggered by unknown `kid`s.
+pub const REFRESH_COOLDOWN: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: UserId,
+    pub sid: SessionId,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    /// The user's email and display name, so a service that has never seen
+    /// the user can create its profile from verified claims.
+    pub email: String,
+    pub name: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token's signature is not valid")]
+    BadSignature,
+    #[error("the token uses a disallowed algorithm")]
+    Algorithm,
+    #[error("the token was signed by an unknown key")]
+    UnknownKey,
+    #[error("the token's issuer or audience is wrong")]
+    WrongIssuerOrAudience,
+    #[error("the session was revoked")]
+    Revoked,
+    #[error("the signing keys could not be fetched: {0}")]
+    Jwks(String),
+}
+
+impl TokenError {
+    /// A stable machine-readable code for API and socket errors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TokenError::Expired => "token_expired",
+            TokenError::Revoked => "session_revoked",
+            TokenError::Jwks(_) => "auth_unavailable",
+            _ => "invalid_token",
+        }
+    }
+}
+
+/// Verifies access tokens with keys fetched from a JWKS URL.
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    jwks_url: String,
+    issuer: String,
+    http: reqwest::Client,
+    keys: RwLock<HashMap<String, DecodingKey>>,
+    last_fetch: Mutex<Option<Instant>>,
+    leeway: u64,
+}
+
+impl Verifier {
+    pub fn new(jwks_url: impl Into<String>, issuer: impl Into<String>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                jwks_url: jwks_url.into(),
+                issuer: issuer.into(),
+                http: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .expect("static reqwest configuration"),
+                keys: RwLock::new(HashMap::new()),
+                last_fetch: Mutex::new(None),
+                leeway: 2,
+            }),
+        }
+    }
+
+    /// Fetch the key set now (used at start so the first request is fast).
+    pub async fn refresh(&self) -> Result<usize, TokenError> {
+        let mut last = self.inner.last_fetch.lock().await;
+        self.fetch_locked(&mut last).await
+    }
+
+    async fn fetch_locked(&self, last: &mut Option<Instant>) -> Result<usize, TokenError> {
+        let set: JwkSet = self
+            .inner
+            .http
+            .get(&self.inner.jwks_url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| TokenError::Jwks(e.to_string()))?
+            .json()
+            .await
+            .map_err(|e| TokenError::Jwks(e.to_string()))?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            if let (Some(kid), Ok(key)) = (jwk.common.key_id.clone(), DecodingKey::from_jwk(jwk)) {
+                keys.insert(kid, key);
+            }
+        }
+        let n = keys.len();
+        *self.inner.keys.write().await = keys;
+        *last = Some(Instant::now());
+        Ok(n)
+    }
+
+    async fn key_for(&self, kid: &str) -> Result<DecodingKey, TokenError> {
+        if let Some(k) = self.inner.keys.read().await.get(kid) {
+            return Ok(k.clone());
+        }
+        let mut last = self.inner.last_fetch.lock().await;
+        // Another task may have fetched while we waited for the lock.
+        if let Some(k) = self.inner.keys.read().await.get(kid) {
+            return Ok(k.clone());
+        }
+        let may_fetch = last.is_none_or(|t| t.elapsed() >= REFRESH_COOLDOWN);
+        if may_fetch {
+            self.fetch_locked(&mut last).await?;
+        }
+        self.inner
+            .keys
+            .read()
+            .await
+            .get(kid)
+            .cloned()
+            .ok_or(TokenError::UnknownKey)
+    }
+
+    /// Verify signature, algorithm, issuer, audience and expiry.
+    pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::Algorithm);
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let key = self.key_for(&kid).await?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[&self.inner.issuer]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = self.inner.leeway;
+        jsonwebtoken::decode::<Claims>(token, &key, &validation)
+            .map(|d| d.claims)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                match e.kind() {
+                    K::ExpiredSignature => TokenError::Expired,
+                    K::InvalidSignature => TokenError::BadSignature,
+                    K::InvalidAlgorithm | K::InvalidAlgorithmName => TokenError::Algorithm,
+                    K::InvalidIssuer | K::InvalidAudience => TokenError::WrongIssuerOrAudience,
+                    _ => TokenError::Malformed,
+                }
+            })
+    }
+}
+
+/// Is this session revoked? (The auth service writes the entry on logout.)
+pub async fn is_revoked(
+    redis: &redis::aio::ConnectionManager,
+    keys: &crate::keys::Keys,
+    sid: SessionId,
+) -> Result<bool, redis::RedisError> {
+    let mut conn = redis.clone();
+    redis::cmd("EXISTS")
+        .arg(keys.revoked(sid))
+        .query_async::<bool>(&mut conn)
+        .await
+}
