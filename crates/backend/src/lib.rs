@@ -1,1 +1,179 @@
+//! The Confab backend: profiles, workspaces, threads and messages, the chat
+//! WebSocket gateway and the agent that writes replies.
+//!
+//! `run` is the whole service; the `confab backend` subcommand, `confab up`
+//! and the end-to-end harness all start it through the same entry point.
 
+pub mod agent;
+pub mod chat;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod store;
+pub mod ws;
+
+use confab_core::{
+    config::{database_url, Common, ConfigError, Env},
+    keys::Keys,
+    tokens::Verifier,
+};
+use std::{sync::Arc, time::Duration};
+use tokio_util::sync::CancellationToken;
+
+pub use error::Error;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: Common,
+    pub database_url: String,
+    /// Base URL of the auth service (its JWKS is under `/.well-known/`).
+    pub auth_url: String,
+    pub issuer: String,
+    /// `Origin`s allowed to open the socket directly (the web proxy checks
+    /// same-origin itself and does not forward `Origin`).
+    pub allowed_origins: Vec<String>,
+    pub llm: agent::LlmConfig,
+    /// Largest accepted WebSocket frame, in bytes.
+    pub max_frame_bytes: usize,
+    /// Longest accepted chat message, in characters.
+    pub max_message_chars: usize,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let allowed_origins = env
+            .string(
+                "CONFAB_ALLOWED_ORIGINS",
+                "http://localhost:3000,http://127.0.0.1:3000",
+            )
+            .split(',')
+            .map(|s| s.trim().trim_end_matches('/').to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let max_frame_bytes: usize = env.parse("CONFAB_WS_MAX_FRAME_BYTES", 64 * 1024)?;
+        if max_frame_bytes < 1024 {
+            return Err(env.invalid("CONFAB_WS_MAX_FRAME_BYTES", "must be at least 1024"));
+        }
+        Ok(Self {
+            common: Common::load(env, "CONFAB_BACKEND_PORT", 8000)?,
+            database_url: database_url(env, "CONFAB_BACKEND_DATABASE_URL", "backend")?,
+            auth_url: env.url("CONFAB_AUTH_URL", "http://127.0.0.1:8001", &["http", "https"])?,
+            issuer: env.string("CONFAB_ISSUER", "confab"),
+            allowed_origins,
+            llm: agent::LlmConfig::from_env(env)?,
+            max_frame_bytes,
+            max_message_chars: env.parse("CONFAB_MAX_MESSAGE_CHARS", 16_000)?,
+        })
+    }
+}
+
+/// Everything a request handler or socket needs, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: sqlx::PgPool,
+    pub redis: redis::aio::ConnectionManager,
+    pub keys: Keys,
+    pub verifier: Verifier,
+    pub chat: chat::Chat,
+    pub hub: ws::hub::Hub,
+    pub shutdown: CancellationToken,
+    pub known_users: KnownUsers,
+}
+
+/// Users whose profile this process has already made sure of, so a request
+/// does not write to the database just to find the profile exists.
+#[derive(Clone, Default)]
+pub struct KnownUsers(Arc<std::sync::Mutex<std::collections::HashSet<confab_core::ids::UserId>>>);
+
+impl KnownUsers {
+    pub fn contains(&self, u: confab_core::ids::UserId) -> bool {
+        self.0.lock().expect("lock").contains(&u)
+    }
+    pub fn insert(&self, u: confab_core::ids::UserId) {
+        self.0.lock().expect("lock").insert(u);
+    }
+    pub fn remove(&self, u: confab_core::ids::UserId) {
+        self.0.lock().expect("lock").remove(&u);
+    }
+}
+
+/// Create the database if needed and apply migrations.
+pub async fn migrate(config: &Config) -> Result<(), Error> {
+    confab_core::db::ensure_database(&config.database_url).await?;
+    let pool = confab_core::db::connect(&config.database_url, 2).await?;
+    MIGRATOR.run(&pool).await?;
+    pool.close().await;
+    Ok(())
+}
+
+pub async fn run(config: Config) -> Result<(), Error> {
+    migrate(&config).await?;
+    let db = confab_core::db::connect(&config.database_url, 20).await?;
+    let redis = confab_core::http::connect_redis(&config.common.redis_url).await?;
+    let keys = Keys::new(config.common.redis_prefix.clone());
+    let verifier = Verifier::new(
+        format!("{}/.well-known/jwks.json", config.auth_url),
+        config.issuer.clone(),
+    );
+    // Warm the key cache; auth may still be starting, so failure is not fatal
+    // (an unknown kid triggers a fetch later).
+    if let Err(e) = verifier.refresh().await {
+        tracing::warn!(error = %e, "could not fetch JWKS at start; will retry on first token");
+    }
+    let shutdown = CancellationToken::new();
+    let provider = agent::build(&config.llm);
+    tracing::info!(agent = ?provider.info(), "agent provider ready");
+    let hub = ws::hub::Hub::new(keys.clone());
+    let chat = chat::Chat::with_context(
+        db.clone(),
+        redis.clone(),
+        keys.clone(),
+        provider,
+        shutdown.clone(),
+        config.llm.context_chars,
+    );
+    // Replies left half-written by a previous process cannot finish now.
+    match store::messages::fail_orphaned(&db, 60).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(n, "marked interrupted replies as failed"),
+        Err(e) => tracing::warn!(error = %e, "could not check for interrupted replies"),
+    }
+    let config = Arc::new(config);
+    let state = AppState {
+        config: config.clone(),
+        db,
+        redis,
+        keys,
+        verifier,
+        chat,
+        hub: hub.clone(),
+        shutdown: shutdown.clone(),
+        known_users: KnownUsers::default(),
+    };
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(hub.clone().run(config.common.redis_url.clone(), shutdown.clone()));
+    tasks.spawn(events::consume(state.clone()));
+
+    let (listener, _) =
+        confab_core::http::bind("backend", &config.common.host, config.common.port).await?;
+    let app = http::router(state.clone());
+    let serve_shutdown = shutdown.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        tokio::select! {
+            _ = confab_core::http::shutdown_signal() => {}
+            _ = serve_shutdown.cancelled() => {}
+        }
+        // Tell sockets and generations to wind down before the server waits
+        // for connections to finish.
+        serve_shutdown.cancel();
+    });
+    let result = server.await;
+    shutdown.cancel();
+    state.chat.wait_idle(Duration::from_secs(5)).await;
+    tasks.shutdown().await;
+    result.map_err(Error::from)
+}

@@ -45,3 +45,6 @@ macro_rules! id_type {
 id_type!(UserId);
 id_type!(SessionId);
 id_type!(EventId);
+id_type!(WorkspaceId);
+id_type!(ThreadId);
+id_type!(MessageId);

@@ -1,1 +1,215 @@
+//! The end-to-end harness: starts the real `confab` binaries on free ports
+//! for each test, each test with its own databases (cloned from a migrated
+//! template) and its own Redis key prefix, so tests run in parallel without
+//! touching each other. Gives tests a user factory over the real HTTP API, a
+//! socket client, read access to both databases, a headless Chromium, and a
+//! stand-in for the one external system a chat needs: the LLM provider.
 
+pub mod browser;
+pub mod db;
+pub mod llm;
+pub mod process;
+pub mod socket;
+pub mod timing;
+pub mod user;
+
+pub use browser::Browser;
+pub use llm::{LlmStandIn, Reply};
+pub use socket::Socket;
+pub use user::TestUser;
+
+use process::Proc;
+use std::{path::PathBuf, time::Instant};
+
+/// How the backend's agent is provided in a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agent {
+    /// The OpenAI-compatible stand-in (scriptable replies and faults).
+    StandIn,
+    /// Confab's embedded offline assistant.
+    Offline,
+}
+
+pub struct Options {
+    pub agent: Agent,
+    /// Extra environment for every service (`CONFAB_*` overrides).
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            agent: Agent::StandIn,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// One running Confab: auth, backend and web processes with their own
+/// databases and Redis prefix. Everything stops when it is dropped, panics
+/// included; on a panic each process's log is printed.
+pub struct Harness {
+    pub name: String,
+    pub auth_url: String,
+    pub backend_url: String,
+    pub web_url: String,
+    pub dbs: db::TestDatabases,
+    pub redis: redis::aio::ConnectionManager,
+    pub redis_prefix: String,
+    pub llm: Option<LlmStandIn>,
+    pub artifacts: PathBuf,
+    pub http: reqwest::Client,
+    procs: Vec<Proc>,
+    started: Instant,
+}
+
+/// Paths the harness needs from the test binary (`env!` values are only
+/// available there).
+#[derive(Clone, Copy)]
+pub struct Build {
+    pub confab_bin: &'static str,
+    pub target_tmpdir: &'static str,
+}
+
+impl Harness {
+    pub async fn start(build: Build, name: &str) -> Self {
+        Self::start_with(build, name, Options::default()).await
+    }
+
+    pub async fn start_with(build: Build, name: &str, options: Options) -> Self {
+        let started = Instant::now();
+        let artifacts = PathBuf::from(build.target_tmpdir).join("e2e").join(name);
+        let _ = std::fs::remove_dir_all(&artifacts);
+        std::fs::create_dir_all(&artifacts).expect("artifacts folder");
+
+        let dbs = db::TestDatabases::create(name).await;
+        let redis_url = db::redis_url();
+        let redis = confab_core::http::connect_redis(&redis_url)
+            .await
+            .unwrap_or_else(|e| panic!("Redis at {redis_url} is not reachable: {e}"));
+        let redis_prefix = format!("t:{}:", uuid::Uuid::new_v4().simple());
+        let llm = match options.agent {
+            Agent::StandIn => Some(LlmStandIn::start().await),
+            Agent::Offline => None,
+        };
+
+        let mut common: Vec<(String, String)> = vec![
+            ("CONFAB_REDIS_URL".into(), redis_url.clone()),
+            ("CONFAB_REDIS_PREFIX".into(), redis_prefix.clone()),
+            ("CONFAB_HOST".into(), "127.0.0.1".into()),
+            ("CONFAB_LOG".into(), "info,confab_backend=debug,confab_auth=debug,sqlx=warn".into()),
+            ("CONFAB_OFFLINE_TOKEN_DELAY_MS".into(), "2".into()),
+        ];
+        common.extend(options.env.iter().cloned());
+
+        let mut procs = Vec::new();
+        let bin = build.confab_bin;
+        let mut auth_env = common.clone();
+        auth_env.push(("CONFAB_AUTH_PORT".into(), "0".into()));
+        auth_env.push(("CONFAB_AUTH_DATABASE_URL".into(), dbs.auth_url.clone()));
+        let auth = Proc::spawn(bin, "auth", &auth_env, &artifacts).await;
+        let auth_url = auth.url.clone();
+        procs.push(auth);
+
+        let mut backend_env = common.clone();
+        backend_env.push(("CONFAB_BACKEND_PORT".into(), "0".into()));
+        backend_env.push(("CONFAB_BACKEND_DATABASE_URL".into(), dbs.backend_url.clone()));
+        backend_env.push(("CONFAB_AUTH_URL".into(), auth_url.clone()));
+        if let Some(llm) = &llm {
+            backend_env.push(("CONFAB_LLM_BASE_URL".into(), format!("{}/v1", llm.url)));
+            backend_env.push(("CONFAB_LLM_API_KEY".into(), llm::API_KEY.into()));
+            backend_env.push(("CONFAB_LLM_MODEL".into(), "stand-in-model".into()));
+            backend_env.push(("CONFAB_LLM_TIMEOUT_SECS".into(), "5".into()));
+        }
+        // Insert-if-absent: a test's own env may already name these.
+        let mut harness = Harness {
+            name: name.to_string(),
+            auth_url,
+            backend_url: String::new(),
+            web_url: String::new(),
+            dbs,
+            redis,
+            redis_prefix,
+            llm,
+            artifacts,
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(20))
+                .build()
+                .expect("http client"),
+            procs,
+            started,
+        };
+        let backend = harness.spawn(bin, "backend", &backend_env).await;
+        harness.backend_url = backend;
+
+        let mut web_env = common;
+        web_env.push(("CONFAB_WEB_PORT".into(), "0".into()));
+        web_env.push(("CONFAB_AUTH_URL".into(), harness.auth_url.clone()));
+        web_env.push(("CONFAB_BACKEND_URL".into(), harness.backend_url.clone()));
+        let web = harness.spawn(bin, "web", &web_env).await;
+        harness.web_url = web;
+        for p in &harness.procs {
+            p.wait_ready(&harness.http).await;
+        }
+        harness
+    }
+
+    async fn spawn(&mut self, bin: &str, service: &'static str, env: &[(String, String)]) -> String {
+        let p = Proc::spawn(bin, service, env, &self.artifacts).await;
+        let url = p.url.clone();
+        self.procs.push(p);
+        url
+    }
+
+    /// The web origin as a browser sees it.
+    pub fn web_ws_url(&self) -> String {
+        self.web_url.replacen("http://", "ws://", 1) + "/v1/ws"
+    }
+
+    /// Sign up a fresh user through the real auth API.
+    pub async fn sign_up(&self) -> TestUser {
+        TestUser::sign_up(self).await
+    }
+
+    /// Open an authenticated chat socket through web's same-origin proxy.
+    pub async fn socket(&self, user: &TestUser) -> Socket {
+        let mut s = Socket::connect(&self.web_ws_url(), None).await;
+        s.authenticate(&user.access_token).await;
+        s
+    }
+
+    /// Start a headless Chromium session for this test.
+    pub async fn browser(&self) -> Browser {
+        Browser::start(&self.artifacts).await
+    }
+
+    /// Stop one service (SIGTERM, then wait); used by tests of what survives.
+    pub fn stop_service(&mut self, service: &str) {
+        if let Some(p) = self.procs.iter_mut().find(|p| p.service == service) {
+            p.stop();
+        }
+    }
+
+    fn print_logs(&self) {
+        eprintln!("\n===== {}: service logs (full files in {}) =====", self.name, self.artifacts.display());
+        for p in &self.procs {
+            p.print_log_tail(150);
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let failed = std::thread::panicking();
+        if failed {
+            self.print_logs();
+        }
+        for p in &mut self.procs {
+            p.stop();
+        }
+        if !failed {
+            timing::record(&self.name, self.started.elapsed());
+        }
+        self.dbs.drop_now();
+    }
+}

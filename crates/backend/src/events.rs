@@ -1,0 +1,154 @@
+//! The consumer of cross-service events. Reads the Redis Stream in the
+//! `backend` consumer group (created at the stream's start, so a backend that
+//! was down catches up on everything), applies each event in a transaction
+//! that also records its id (so a redelivered event changes nothing), then
+//! acknowledges it. Entries another consumer read but never acknowledged
+//! (it crashed) are claimed after a while and applied here.
+
+use crate::{store, ws::protocol::close, AppState};
+use confab_core::events::{Event, EventKind};
+use redis::{
+    streams::{StreamReadOptions, StreamReadReply},
+    AsyncCommands, Value,
+};
+use std::time::Duration;
+
+pub const GROUP: &str = "backend";
+/// Pending entries idle this long are assumed abandoned and claimed.
+const CLAIM_IDLE: Duration = Duration::from_secs(30);
+
+pub async fn consume(state: AppState) {
+    let consumer = format!("backend-{}", uuid::Uuid::new_v4());
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let r = tokio::select! {
+            r = run(&state, &consumer) => r,
+            _ = state.shutdown.cancelled() => return,
+        };
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "event consumer error; restarting");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = state.shutdown.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn run(state: &AppState, consumer: &str) -> Result<(), crate::Error> {
+    // Blocking reads get a connection of their own: on the shared
+    // multiplexed one they would hold up every other command.
+    let client = redis::Client::open(state.config.common.redis_url.as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let stream = state.keys.events_stream();
+    let created: Result<(), redis::RedisError> = conn.xgroup_create_mkstream(&stream, GROUP, "0").await;
+    if let Err(e) = created {
+        if e.code() != Some("BUSYGROUP") {
+            return Err(e.into());
+        }
+    }
+    let mut last_claim = std::time::Instant::now() - CLAIM_IDLE;
+    loop {
+        if last_claim.elapsed() >= CLAIM_IDLE {
+            claim_abandoned(state, &mut conn, &stream, consumer).await?;
+            last_claim = std::time::Instant::now();
+        }
+        let opts = StreamReadOptions::default()
+            .group(GROUP, consumer)
+            .count(100)
+            .block(2000);
+        let reply: Option<StreamReadReply> = conn.xread_options(&[&stream], &[">"], &opts).await?;
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            for entry in key.ids {
+                handle_entry(state, &mut conn, &stream, &entry.id, &entry.map).await?;
+            }
+        }
+    }
+}
+
+async fn claim_abandoned(
+    state: &AppState,
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    consumer: &str,
+) -> Result<(), crate::Error> {
+    let reply: redis::streams::StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+        .arg(stream)
+        .arg(GROUP)
+        .arg(consumer)
+        .arg(CLAIM_IDLE.as_millis() as u64)
+        .arg("0")
+        .arg("COUNT")
+        .arg(100)
+        .query_async(conn)
+        .await?;
+    for entry in reply.claimed {
+        handle_entry(state, conn, stream, &entry.id, &entry.map).await?;
+    }
+    Ok(())
+}
+
+async fn handle_entry(
+    state: &AppState,
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    id: &str,
+    fields: &std::collections::HashMap<String, Value>,
+) -> Result<(), crate::Error> {
+    let payload: Option<String> = fields
+        .get("payload")
+        .and_then(|v| redis::from_redis_value(v).ok());
+    match payload.as_deref().map(serde_json::from_str::<Event>) {
+        Some(Ok(event)) => apply(state, &event).await?,
+        Some(Err(e)) => tracing::error!(entry = id, error = %e, "skipping an event that does not parse"),
+        None => tracing::error!(entry = id, "skipping an event without payload"),
+    }
+    let _: i64 = conn.xack(stream, GROUP, &[id]).await?;
+    Ok(())
+}
+
+/// Apply one event exactly once (the processed id is stored in the same
+/// transaction as the change).
+pub async fn apply(state: &AppState, event: &Event) -> Result<(), crate::Error> {
+    let mut tx = state.db.begin().await?;
+    let fresh = sqlx::query(
+        "INSERT INTO processed_events (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(event.id)
+    .bind(event.kind.type_name())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !fresh {
+        tracing::debug!(event = %event.id, "event already applied");
+        return Ok(());
+    }
+    match &event.kind {
+        EventKind::UserRegistered {
+            user_id,
+            email,
+            display_name,
+        }
+        | EventKind::UserUpdated {
+            user_id,
+            email,
+            display_name,
+        } => {
+            store::profiles::upsert_in(&mut *tx, *user_id, email, display_name, true).await?;
+            store::profiles::ensure_default_workspace(&mut *tx, *user_id).await?;
+        }
+        EventKind::UserDeleted { user_id } => {
+            store::profiles::delete(&mut *tx, *user_id).await?;
+        }
+        EventKind::SessionRevoked { .. } => {}
+    }
+    tx.commit().await?;
+    tracing::info!(event = %event.id, kind = event.kind.type_name(), "event applied");
+    if let EventKind::UserDeleted { user_id } = &event.kind {
+        state.known_users.remove(*user_id);
+        state.hub.close_user(*user_id, close::SESSION_REVOKED, "account deleted");
+    }
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Profile, threads and message history.
+
+use super::{ApiJson, AuthUser};
+use crate::{error::Error, store, ws::protocol::MessageView, AppState};
+use axum::{
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::IntoResponse,
+};
+use confab_core::ids::ThreadId;
+use serde::Deserialize;
+use serde_json::json;
+
+fn parse_thread(id: &str) -> Result<ThreadId, Error> {
+    id.parse()
+        .map_err(|_| Error::Malformed(format!("{id:?} is not a thread id")))
+}
+
+pub async fn me(State(state): State<AppState>, user: AuthUser) -> Result<impl IntoResponse, Error> {
+    let profile = store::profiles::get(&state.db, user.id)
+        .await?
+        .ok_or(Error::NotFound("Profile not found."))?;
+    let workspace = store::profiles::default_workspace(&state.db, user.id).await?;
+    Ok(ApiJson(json!({ "profile": profile, "workspace": workspace })))
+}
+
+pub async fn list(State(state): State<AppState>, user: AuthUser) -> Result<impl IntoResponse, Error> {
+    let threads = store::threads::list(&state.db, user.id, 200).await?;
+    Ok(ApiJson(json!({ "threads": threads })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewThread {
+    #[serde(default)]
+    title: Option<String>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<NewThread>,
+) -> Result<impl IntoResponse, Error> {
+    let title = body.title.as_deref().map(str::trim).unwrap_or("");
+    if title.chars().count() > 200 {
+        return Err(Error::invalid("invalid_title", Some("title"), "The title is longer than 200 characters."));
+    }
+    let title = if title.is_empty() { "New chat" } else { title };
+    let ws = store::profiles::default_workspace(&state.db, user.id)
+        .await?
+        .ok_or(Error::NotFound("Your workspace is missing."))?;
+    let thread = store::threads::create(&state.db, user.id, ws.id, title).await?;
+    Ok((StatusCode::CREATED, ApiJson(json!({ "thread": thread }))))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, Error> {
+    let thread = store::threads::get(&state.db, user.id, parse_thread(&id)?)
+        .await?
+        .ok_or(Error::NotFound("That conversation does not exist or was deleted."))?;
+    Ok(ApiJson(json!({ "thread": thread })))
+}
+
+#[derive(Deserialize)]
+pub struct Page {
+    #[serde(default)]
+    after_seq: i64,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+pub async fn messages(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, Error> {
+    let Query(page) = page.map_err(|e| Error::Malformed(e.body_text()))?;
+    let thread = store::threads::get(&state.db, user.id, parse_thread(&id)?)
+        .await?
+        .ok_or(Error::NotFound("That conversation does not exist or was deleted."))?;
+    let limit = page.limit.unwrap_or(500).clamp(1, 1000);
+    let rows = store::messages::list_after(&state.db, thread.id, page.after_seq, limit).await?;
+    let messages: Vec<MessageView> = rows.into_iter().map(MessageView::from).collect();
+    Ok(ApiJson(json!({ "thread": thread, "messages": messages })))
+}

@@ -1,0 +1,144 @@
+//! Messages. A user message is inserted with its sequence number in one
+//! transaction; an assistant reply is inserted as `streaming` when generation
+//! starts and completed (or failed) in one statement when it ends.
+
+use chrono::{DateTime, Utc};
+use confab_core::ids::{MessageId, ThreadId, UserId};
+use serde::Serialize;
+use sqlx::{PgExecutor, PgPool};
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Message {
+    pub id: MessageId,
+    pub thread_id: ThreadId,
+    pub role: String,
+    pub content: String,
+    pub status: String,
+    pub seq: i64,
+    pub client_msg_id: Option<String>,
+    pub reply_to: Option<MessageId>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, thread_id, role, content, status, seq, client_msg_id, reply_to, error_code, error_message, created_at";
+
+pub async fn by_client_id<'e>(
+    db: impl PgExecutor<'e>,
+    user: UserId,
+    client_msg_id: &str,
+) -> Result<Option<Message>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM messages WHERE user_id = $1 AND client_msg_id = $2"
+    ))
+    .bind(user)
+    .bind(client_msg_id)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn get<'e>(db: impl PgExecutor<'e>, user: UserId, id: MessageId) -> Result<Option<Message>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM messages WHERE id = $1 AND user_id = $2"))
+        .bind(id)
+        .bind(user)
+        .fetch_optional(db)
+        .await
+}
+
+pub struct NewMessage<'a> {
+    pub id: MessageId,
+    pub thread_id: ThreadId,
+    pub user_id: UserId,
+    pub role: &'a str,
+    pub content: &'a str,
+    pub status: &'a str,
+    pub seq: i64,
+    pub client_msg_id: Option<&'a str>,
+    pub reply_to: Option<MessageId>,
+}
+
+pub async fn insert<'e>(db: impl PgExecutor<'e>, m: NewMessage<'_>) -> Result<Message, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "INSERT INTO messages (id, thread_id, user_id, role, content, status, seq, client_msg_id, reply_to)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+    ))
+    .bind(m.id)
+    .bind(m.thread_id)
+    .bind(m.user_id)
+    .bind(m.role)
+    .bind(m.content)
+    .bind(m.status)
+    .bind(m.seq)
+    .bind(m.client_msg_id)
+    .bind(m.reply_to)
+    .fetch_one(db)
+    .await
+}
+
+/// Messages of a thread after `after_seq`, oldest first.
+pub async fn list_after(
+    pool: &PgPool,
+    thread: ThreadId,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<Message>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM messages WHERE thread_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+    ))
+    .bind(thread)
+    .bind(after_seq)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// The completed messages of a thread before `before_seq`, newest first:
+/// the model's context, trimmed by the caller.
+pub async fn context(pool: &PgPool, thread: ThreadId, before_seq: i64, limit: i64) -> Result<Vec<Message>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM messages WHERE thread_id = $1 AND seq < $2 AND status = 'complete'
+         ORDER BY seq DESC LIMIT $3"
+    ))
+    .bind(thread)
+    .bind(before_seq)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn complete(pool: &PgPool, id: MessageId, content: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE messages SET content = $2, status = 'complete', updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(content)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn fail(pool: &PgPool, id: MessageId, partial: &str, code: &str, message: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE messages SET content = $2, status = 'failed', error_code = $3, error_message = $4,
+                updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(partial)
+    .bind(code)
+    .bind(message)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Replies left `streaming` by a process that died mid-generation.
+pub async fn fail_orphaned(pool: &PgPool, older_than_secs: i64) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE messages SET status = 'failed', error_code = 'interrupted',
+                error_message = 'The reply was interrupted. Retry to generate it again.', updated_at = now()
+         WHERE status = 'streaming' AND updated_at < now() - make_interval(secs => $1)",
+    )
+    .bind(older_than_secs as f64)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected())
+}

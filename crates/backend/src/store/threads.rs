@@ -1,0 +1,84 @@
+//! Threads: listing, creation, and handing out sequence numbers.
+
+use chrono::{DateTime, Utc};
+use confab_core::ids::{ThreadId, UserId, WorkspaceId};
+use serde::Serialize;
+use sqlx::{PgConnection, PgExecutor};
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Thread {
+    pub id: ThreadId,
+    pub title: String,
+    pub last_seq: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, title, last_seq, created_at, updated_at";
+
+pub async fn list<'e>(db: impl PgExecutor<'e>, user: UserId, limit: i64) -> Result<Vec<Thread>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM threads WHERE user_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2"
+    ))
+    .bind(user)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn get<'e>(db: impl PgExecutor<'e>, user: UserId, id: ThreadId) -> Result<Option<Thread>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM threads WHERE id = $1 AND user_id = $2"))
+        .bind(id)
+        .bind(user)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn create<'e>(
+    db: impl PgExecutor<'e>,
+    user: UserId,
+    workspace: WorkspaceId,
+    title: &str,
+) -> Result<Thread, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "INSERT INTO threads (id, workspace_id, user_id, title) VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
+    ))
+    .bind(ThreadId::new())
+    .bind(workspace)
+    .bind(user)
+    .bind(title)
+    .fetch_one(db)
+    .await
+}
+
+/// Take the thread's next sequence number. The row lock this takes is held
+/// until the caller's transaction ends, which serialises writers of one
+/// thread and keeps numbers gap-free.
+pub async fn next_seq(conn: &mut PgConnection, id: ThreadId) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE threads SET last_seq = last_seq + 1, updated_at = now() WHERE id = $1 RETURNING last_seq",
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await
+}
+
+/// A title from the first message: its first line, at most 60 characters.
+pub fn title_from(text: &str) -> String {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("New chat");
+    let mut title: String = line.chars().take(60).collect();
+    if line.chars().count() > 60 {
+        title.push('…');
+    }
+    title
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn title_is_first_line_truncated() {
+        assert_eq!(super::title_from("\n  hello there\nsecond"), "hello there");
+        let long = "x".repeat(100);
+        assert_eq!(super::title_from(&long).chars().count(), 61);
+    }
+}

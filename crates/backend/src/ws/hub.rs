@@ -1,0 +1,186 @@
+//! Fan-out between backend instances. Each instance keeps one Redis pub/sub
+//! connection, pattern-subscribed to every user channel and to the
+//! revocation channel, and forwards what arrives to the sockets of that user
+//! (or session) it holds. Any instance can therefore serve any socket.
+
+use confab_core::{
+    ids::{SessionId, UserId},
+    keys::Keys,
+};
+use futures::StreamExt;
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// What the hub hands a socket.
+#[derive(Debug)]
+pub enum Outbound {
+    Frame(String),
+    Close(u16, &'static str),
+}
+
+/// Frames buffered per socket before it counts as too slow and is dropped
+/// (it reconnects and resumes; nothing is lost).
+pub const SOCKET_BUFFER: usize = 1024;
+
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    keys: Keys,
+    next_id: AtomicU64,
+    /// True while the pub/sub subscription is live (part of `/readyz`).
+    subscribed: AtomicBool,
+    users: Mutex<HashMap<UserId, HashMap<u64, Conn>>>,
+}
+
+struct Conn {
+    sid: SessionId,
+    tx: mpsc::Sender<Outbound>,
+}
+
+/// Unregisters its socket when dropped.
+pub struct Registration {
+    inner: Arc<Inner>,
+    user: UserId,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut users = self.inner.users.lock().expect("hub lock");
+        if let Some(conns) = users.get_mut(&self.user) {
+            conns.remove(&self.id);
+            if conns.is_empty() {
+                users.remove(&self.user);
+            }
+        }
+        metrics::gauge!("ws_connections").decrement(1.0);
+    }
+}
+
+impl Hub {
+    pub fn new(keys: Keys) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                keys,
+                next_id: AtomicU64::new(1),
+                subscribed: AtomicBool::new(false),
+                users: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn register(&self, user: UserId, sid: SessionId) -> (Registration, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(SOCKET_BUFFER);
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .users
+            .lock()
+            .expect("hub lock")
+            .entry(user)
+            .or_default()
+            .insert(id, Conn { sid, tx });
+        metrics::gauge!("ws_connections").increment(1.0);
+        (
+            Registration {
+                inner: self.inner.clone(),
+                user,
+                id,
+            },
+            rx,
+        )
+    }
+
+    pub fn is_subscribed(&self) -> bool {
+        self.inner.subscribed.load(Ordering::Acquire)
+    }
+
+    /// Number of sockets this instance holds.
+    pub fn connections(&self) -> usize {
+        self.inner.users.lock().expect("hub lock").values().map(HashMap::len).sum()
+    }
+
+    fn deliver(&self, user: UserId, payload: &str) {
+        let mut users = self.inner.users.lock().expect("hub lock");
+        if let Some(conns) = users.get_mut(&user) {
+            // A socket whose buffer is full is dropped from the hub: its
+            // channel closes and the socket ends with "too slow".
+            conns.retain(|_, c| c.tx.try_send(Outbound::Frame(payload.to_string())).is_ok());
+        }
+    }
+
+    fn revoke(&self, sid: SessionId) {
+        let users = self.inner.users.lock().expect("hub lock");
+        for conn in users.values().flat_map(HashMap::values).filter(|c| c.sid == sid) {
+            let _ = conn
+                .tx
+                .try_send(Outbound::Close(super::protocol::close::SESSION_REVOKED, "session revoked"));
+        }
+    }
+
+    /// Close every socket of a user (account deleted).
+    pub fn close_user(&self, user: UserId, code: u16, reason: &'static str) {
+        let users = self.inner.users.lock().expect("hub lock");
+        if let Some(conns) = users.get(&user) {
+            for c in conns.values() {
+                let _ = c.tx.try_send(Outbound::Close(code, reason));
+            }
+        }
+    }
+
+    /// Listen on Redis until shutdown, reconnecting with backoff.
+    pub async fn run(self, redis_url: String, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let result = tokio::select! {
+                r = self.listen(&redis_url) => r,
+                _ = shutdown.cancelled() => return,
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "pub/sub connection lost; reconnecting");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn listen(&self, redis_url: &str) -> Result<(), redis::RedisError> {
+        let client = redis::Client::open(redis_url)?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        let keys = &self.inner.keys;
+        pubsub.psubscribe(keys.user_channel_pattern()).await?;
+        pubsub.subscribe(keys.revocations_channel()).await?;
+        let user_prefix = keys.user_channel_pattern().trim_end_matches('*').to_string();
+        let revocations = keys.revocations_channel();
+        self.inner.subscribed.store(true, Ordering::Release);
+        let mut messages = pubsub.on_message();
+        while let Some(msg) = messages.next().await {
+            let channel = msg.get_channel_name().to_string();
+            let Ok(payload) = msg.get_payload::<String>() else {
+                continue;
+            };
+            if channel == revocations {
+                if let Ok(sid) = payload.parse::<SessionId>() {
+                    self.revoke(sid);
+                }
+            } else if let Some(user) = channel.strip_prefix(&user_prefix).and_then(|u| u.parse::<UserId>().ok()) {
+                self.deliver(user, &payload);
+            }
+        }
+        self.inner.subscribed.store(false, Ordering::Release);
+        Err(redis::RedisError::from((redis::ErrorKind::IoError, "pub/sub stream ended")))
+    }
+}

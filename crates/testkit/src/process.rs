@@ -1,0 +1,126 @@
+//! One service process: spawned from the real binary, its address read from
+//! the "listening" line it prints, its output kept in a log file.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+pub struct Proc {
+    pub service: &'static str,
+    pub url: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    pub async fn spawn(bin: &str, service: &'static str, env: &[(String, String)], dir: &Path) -> Self {
+        let log = dir.join(format!("{service}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(bin);
+        cmd.arg(service)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(file.try_clone().expect("log file"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start `{bin} {service}`: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            let mut file = file;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if v["event"] == "listening" {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(v["url"].as_str().unwrap_or_default().to_string());
+                        }
+                    }
+                }
+                let _ = writeln!(file, "{line}");
+            }
+        });
+        let mut proc = Proc {
+            service,
+            url: String::new(),
+            child: Some(child),
+            log,
+        };
+        match tokio::time::timeout(Duration::from_secs(60), rx).await {
+            Ok(Ok(url)) => proc.url = url,
+            _ => {
+                proc.stop();
+                panic!(
+                    "{service} did not report its address; its log:\n{}",
+                    std::fs::read_to_string(&proc.log).unwrap_or_default()
+                );
+            }
+        }
+        proc
+    }
+
+    /// Poll `/readyz` until it answers 200.
+    pub async fn wait_ready(&self, http: &reqwest::Client) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = format!("{}/readyz", self.url);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match http.get(&url).timeout(Duration::from_secs(2)).send().await {
+                Ok(r) if r.status().is_success() => return,
+                Ok(r) => last = r.text().await.unwrap_or_default(),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "{} never became ready ({last}); its log:\n{}",
+            self.service,
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// SIGTERM (graceful shutdown), then SIGKILL after a grace period.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) if Instant::now() > deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    pub fn print_log_tail(&self, lines: usize) {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        let from = all.len().saturating_sub(lines);
+        eprintln!("----- {} ({}) -----", self.service, self.log.display());
+        for l in &all[from..] {
+            eprintln!("{l}");
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
