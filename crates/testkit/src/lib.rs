@@ -213,3 +213,21 @@ impl Drop for Harness {
         self.dbs.drop_now();
     }
 }
+
+/// Poll `check` until it returns `Some`, for at most `secs` seconds: for
+/// outcomes that happen asynchronously by design (an event applied by a
+/// consumer, a page updated by script). Panics with `what` on timeout.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

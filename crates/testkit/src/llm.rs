@@ -31,6 +31,13 @@ pub enum Reply {
     CutAfter(Vec<String>),
     /// Send a stream whose data is not JSON.
     Malformed,
+    /// Stream `before`, wait until the gate is opened, then stream `after`:
+    /// lets a test look at a reply while it is still being generated.
+    Gated {
+        before: Vec<String>,
+        gate: Arc<tokio::sync::Notify>,
+        after: Vec<String>,
+    },
 }
 
 impl Reply {
@@ -97,6 +104,8 @@ pub fn echo_reply(last_user: &str) -> String {
     format!("You said: {last_user}")
 }
 
+const FINISH: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+
 fn sse_chunk(text: &str) -> String {
     let v = serde_json::json!({
         "id": "chatcmpl-standin",
@@ -145,6 +154,19 @@ async fn completions(
         }
         Reply::Chunks { chunks, delay } => (chunks, delay, false),
         Reply::CutAfter(chunks) => (chunks, Duration::ZERO, true),
+        Reply::Gated { before, gate, after } => {
+            let first = futures::stream::iter(before).map(|c| Ok::<_, std::io::Error>(sse_chunk(&c)));
+            let wait = futures::stream::once(async move {
+                gate.notified().await;
+                Ok::<_, std::io::Error>(String::new())
+            });
+            let rest = futures::stream::iter(after).map(|c| Ok::<_, std::io::Error>(sse_chunk(&c)));
+            let end = futures::stream::iter([Ok::<_, std::io::Error>(FINISH.to_string())]);
+            return Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Body::from_stream(first.chain(wait).chain(rest).chain(end)))
+                .expect("response");
+        }
     };
     let body = futures::stream::iter(chunks)
         .then(move |c| async move {
@@ -156,10 +178,7 @@ async fn completions(
         .chain(futures::stream::iter(if cut {
             vec![Err(std::io::Error::other("scripted cut"))]
         } else {
-            vec![Ok(
-                "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"
-                    .to_string(),
-            )]
+            vec![Ok(FINISH.to_string())]
         }));
     Response::builder()
         .header("content-type", "text/event-stream")

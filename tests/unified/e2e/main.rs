@@ -1,1 +1,15 @@
+//! Confab's end-to-end suite: each flow of shared/seed/e2e-test-plan.md runs
+//! against the real `confab` binaries, a real PostgreSQL, Redis, real
+//! WebSockets, real JWTs and a real headless Chromium. One test binary (one
+//! link step); one module per flow, named after it.
 
+mod api_auth;
+mod api_chat;
+mod flow01_signup_to_first_chat;
+
+use confab_testkit::Build;
+
+pub const BUILD: Build = Build {
+    confab_bin: env!("CARGO_BIN_EXE_confab"),
+    target_tmpdir: env!("CARGO_TARGET_TMPDIR"),
+};

@@ -1,0 +1,297 @@
+//! The auth API's contract and every error it names, against the real
+//! services: validation, duplicate emails, uniform login failures, refresh
+//! rotation and reuse detection, logout revocation seen by the backend,
+//! forged and expired tokens, and the `user.registered` event.
+
+use crate::BUILD;
+use base64::Engine;
+use confab_testkit::{eventually, user::unique_email, Harness, Options};
+use serde_json::{json, Value};
+
+async fn post(h: &Harness, path: &str, body: Value) -> (u16, Value) {
+    let r = h
+        .http
+        .post(format!("{}{path}", h.auth_url))
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn backend_get(h: &Harness, path: &str, token: &str) -> (u16, Value) {
+    let r = h
+        .http
+        .get(format!("{}{path}", h.backend_url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signup_errors_and_user_registered_event() {
+    let h = Harness::start(BUILD, "api_signup_errors").await;
+    let email = unique_email("signup");
+    let (status, body) = post(
+        &h,
+        "/v1/auth/signup",
+        json!({"email": email, "password": "a good long password", "display_name": "Grace"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["user"]["email"], email);
+    assert!(body["expires_in"].as_u64().unwrap() > 0);
+    let user_id = body["user"]["id"].as_str().unwrap().to_string();
+
+    // Same address with different case and spaces: taken.
+    let (status, body) = post(
+        &h,
+        "/v1/auth/signup",
+        json!({"email": format!("  {}  ", email.to_uppercase()), "password": "another password", "display_name": "G"}),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "email_taken");
+
+    for (payload, field) in [
+        (json!({"email": "not-an-email", "password": "long enough pw", "display_name": "x"}), "email"),
+        (json!({"email": unique_email("weak"), "password": "short", "display_name": "x"}), "password"),
+        (json!({"email": unique_email("long"), "password": "x".repeat(300), "display_name": "x"}), "password"),
+        (json!({"email": unique_email("name"), "password": "long enough pw", "display_name": "n".repeat(200)}), "display_name"),
+    ] {
+        let (status, body) = post(&h, "/v1/auth/signup", payload.clone()).await;
+        assert_eq!(status, 422, "{payload} → {body}");
+        assert_eq!(body["error"]["field"], field, "{body}");
+    }
+
+    // Malformed JSON and wrong types: 400 in our error shape, nothing created.
+    let r = h
+        .http
+        .post(format!("{}/v1/auth/signup", h.auth_url))
+        .header("content-type", "application/json")
+        .body("{\"email\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.expect("JSON error body");
+    assert_eq!(body["error"]["code"], "malformed_request");
+    let (status, _) = post(&h, "/v1/auth/signup", json!({"email": 42, "password": true})).await;
+    assert_eq!(status, 400);
+
+    // SQL in a text field is just text.
+    let sneaky = "Robert'); DROP TABLE users;--";
+    let (status, body) = post(
+        &h,
+        "/v1/auth/signup",
+        json!({"email": unique_email("sql"), "password": "long enough pw", "display_name": sneaky}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["user"]["display_name"], sneaky);
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&h.dbs.auth).await.unwrap();
+    assert_eq!(users, 2, "only the two valid sign-ups exist");
+
+    // user.registered went through the outbox to the stream, and the backend
+    // applied it (profile exists without the user ever calling the backend).
+    let name: String = eventually(15, "the backend to apply user.registered", || async {
+        sqlx::query_scalar("SELECT display_name FROM profiles WHERE user_id = $1::uuid")
+            .bind(&user_id)
+            .fetch_optional(&h.dbs.backend)
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    assert_eq!(name, "Grace");
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE event_type = 'user.registered'")
+        .fetch_one(&h.dbs.backend)
+        .await
+        .unwrap();
+    assert_eq!(applied, 2);
+    let mut redis = h.redis.clone();
+    let len: i64 = redis::cmd("XLEN")
+        .arg(format!("{}events", h.redis_prefix))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(len, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_refresh_rotation_and_logout() {
+    let h = Harness::start_with(
+        BUILD,
+        "api_login_refresh_logout",
+        Options {
+            env: vec![("CONFAB_REFRESH_GRACE_SECS".into(), "0".into())],
+            ..Default::default()
+        },
+    )
+    .await;
+    let user = h.sign_up().await;
+
+    // Wrong password and unknown email: the same 401 body.
+    let (s1, wrong_pw) = post(&h, "/v1/auth/login", json!({"email": user.email, "password": "wrong password!"})).await;
+    let (s2, unknown) = post(
+        &h,
+        "/v1/auth/login",
+        json!({"email": unique_email("nobody"), "password": "wrong password!"}),
+    )
+    .await;
+    assert_eq!((s1, s2), (401, 401));
+    assert_eq!(wrong_pw, unknown);
+    assert_eq!(wrong_pw["error"]["code"], "invalid_credentials");
+
+    let (status, login) = post(&h, "/v1/auth/login", json!({"email": user.email, "password": user.password})).await;
+    assert_eq!(status, 200, "{login}");
+    let access = login["access_token"].as_str().unwrap().to_string();
+    let refresh = login["refresh_token"].as_str().unwrap().to_string();
+    let me: Value = h
+        .http
+        .get(format!("{}/v1/auth/me", h.auth_url))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["email"], user.email);
+
+    // Rotation: the new pair works, the old refresh token does not.
+    let (status, rotated) = post(&h, "/v1/auth/refresh", json!({"refresh_token": refresh})).await;
+    assert_eq!(status, 200, "{rotated}");
+    let refresh2 = rotated["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(refresh2, refresh);
+    let (status, reused) = post(&h, "/v1/auth/refresh", json!({"refresh_token": refresh})).await;
+    assert_eq!(status, 401, "{reused}");
+    assert_eq!(reused["error"]["code"], "refresh_token_reused");
+    // Reuse detection revoked the whole session: its newest token is dead too.
+    let (status, _) = post(&h, "/v1/auth/refresh", json!({"refresh_token": refresh2})).await;
+    assert_eq!(status, 401);
+    let (status, body) = post(&h, "/v1/auth/refresh", json!({"refresh_token": "garbage"})).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "invalid_refresh_token");
+
+    // Logout revokes the session everywhere: the backend refuses its token.
+    let (status, _) = backend_get(&h, "/v1/threads", &user.access_token).await;
+    assert_eq!(status, 200);
+    let r = h
+        .http
+        .post(format!("{}/v1/auth/logout", h.auth_url))
+        .bearer_auth(&user.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (status, body) = backend_get(&h, "/v1/threads", &user.access_token).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "session_revoked");
+    let (status, _) = post(&h, "/v1/auth/refresh", json!({"refresh_token": user.refresh_token})).await;
+    assert_eq!(status, 401);
+}
+
+fn b64(v: &Value) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_expired_tokens_are_rejected() {
+    let h = Harness::start(BUILD, "api_forged_tokens").await;
+    let user = h.sign_up().await;
+    let jwks: Value = h
+        .http
+        .get(format!("{}/.well-known/jwks.json", h.auth_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = &jwks["keys"][0];
+    assert_eq!(key["kty"], "OKP");
+    assert_eq!(key["alg"], "EdDSA");
+    let kid = key["kid"].as_str().unwrap().to_string();
+
+    let parts: Vec<&str> = user.access_token.split('.').collect();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[1]).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], user.id.as_str());
+    for c in ["iss", "aud", "sid", "iat", "exp", "jti"] {
+        assert!(!claims[c].is_null(), "claim {c} missing: {claims}");
+    }
+
+    // Sign with the real private key (read from auth's database) to make
+    // tokens that differ from a valid one in exactly one way.
+    let der: Vec<u8> = sqlx::query_scalar("SELECT private_pkcs8 FROM signing_keys WHERE kid = $1")
+        .bind(&kid)
+        .fetch_one(&h.dbs.auth)
+        .await
+        .expect("signing key row");
+    let signing = jsonwebtoken::EncodingKey::from_ed_der(&der);
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some(kid.clone());
+    let sign = |c: &Value| jsonwebtoken::encode(&header, c, &signing).unwrap();
+    let now = chrono::Utc::now().timestamp();
+
+    let mut expired = claims.clone();
+    expired["iat"] = (now - 600).into();
+    expired["exp"] = (now - 300).into();
+    let mut wrong_aud = claims.clone();
+    wrong_aud["aud"] = "someone-else".into();
+    let mut wrong_iss = claims.clone();
+    wrong_iss["iss"] = "https://evil.example".into();
+    let alg_none = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), parts[1]);
+    let hs256 = jsonwebtoken::encode(
+        &jsonwebtoken::Header {
+            kid: Some(kid.clone()),
+            ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256)
+        },
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(key["x"].as_str().unwrap().as_bytes()),
+    )
+    .unwrap();
+    let mut tampered_claims = claims.clone();
+    tampered_claims["sub"] = uuid::Uuid::new_v4().to_string().into();
+    let tampered = format!("{}.{}.{}", parts[0], b64(&tampered_claims), parts[2]);
+    let mut unknown_kid = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    unknown_kid.kid = Some("no-such-key".into());
+    let unknown_kid = jsonwebtoken::encode(&unknown_kid, &claims, &signing).unwrap();
+
+    let cases = [
+        ("expired", sign(&expired), "token_expired"),
+        ("wrong audience", sign(&wrong_aud), "invalid_token"),
+        ("wrong issuer", sign(&wrong_iss), "invalid_token"),
+        ("alg none", alg_none, "invalid_token"),
+        ("HS256 confusion", hs256, "invalid_token"),
+        ("tampered payload", tampered, "invalid_token"),
+        ("unknown kid", unknown_kid, "invalid_token"),
+        ("garbage", "not.a.token".to_string(), "invalid_token"),
+    ];
+    for (what, token, code) in cases {
+        let (status, body) = backend_get(&h, "/v1/threads", &token).await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(body["error"]["code"], code, "{what}: {body}");
+        let r = h
+            .http
+            .get(format!("{}/v1/auth/me", h.auth_url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "auth accepted a token that is {what}");
+    }
+    // The untouched token still works (the cases above proved something).
+    let (status, _) = backend_get(&h, "/v1/threads", &user.access_token).await;
+    assert_eq!(status, 200);
+    let (status, body) = backend_get(&h, "/v1/threads", "").await;
+    assert_eq!(status, 401, "{body}");
+}

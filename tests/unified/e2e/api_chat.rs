@@ -1,0 +1,195 @@
+//! The chat socket and the backend's HTTP API against the real services:
+//! the message life cycle, deduplicated resends, and every kind of bad input
+//! (malformed and unknown frames, oversized frames, missing or foreign
+//! credentials), each of which gets a clear error and changes nothing.
+
+use crate::BUILD;
+use confab_testkit::{llm::echo_reply, Agent, Harness, Options, Socket};
+use serde_json::{json, Value};
+
+async fn count_messages(h: &Harness) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&h.dbs.backend)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_life_cycle_and_resend_dedup() {
+    let h = Harness::start(BUILD, "api_chat_life_cycle").await;
+    let user = h.sign_up().await;
+    let mut ws = h.socket(&user).await;
+
+    let ack = ws.send_message("c-1", None, "first question").await;
+    assert_eq!(ack["seq"], 1);
+    assert_eq!(ack["duplicate"], false);
+    let thread = ack["thread_id"].as_str().unwrap().to_string();
+    let reply = ws.collect_reply().await;
+    assert_eq!(reply.text, echo_reply("first question"));
+    assert!(reply.deltas > 1, "the reply streamed in one piece");
+    assert_eq!(reply.done["seq"], 2);
+    assert!(reply.done["html"].as_str().unwrap().contains("You said: first question"));
+
+    // A resend of the same client id (say, after a drop) neither doubles the
+    // message nor starts a second reply.
+    let again = ws.send_message("c-1", None, "first question").await;
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["message_id"], ack["message_id"]);
+    assert_eq!(count_messages(&h).await, 2);
+
+    // Follow-up in the same thread: the provider gets the earlier turns.
+    let ack2 = ws.send_message("c-2", Some(&thread), "second <b>question</b>").await;
+    assert_eq!(ack2["seq"], 3);
+    let reply2 = ws.collect_reply().await;
+    let html = reply2.done["html"].as_str().unwrap();
+    assert!(!html.contains("<b>"), "HTML from a reply must be escaped or stripped: {html}");
+    let requests = h.llm.as_ref().unwrap().requests();
+    let last = requests.last().unwrap()["messages"].as_array().unwrap().clone();
+    let contents: Vec<&str> = last.iter().map(|m| m["content"].as_str().unwrap()).collect();
+    assert!(contents.contains(&"first question"), "{contents:?}");
+    assert!(contents.contains(&"You said: first question"), "{contents:?}");
+
+    // History over HTTP, in order, the way a second device sees it.
+    let body: Value = h
+        .http
+        .get(format!("{}/v1/threads/{thread}/messages", h.backend_url))
+        .bearer_auth(&user.access_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let msgs = body["messages"].as_array().unwrap();
+    let seqs: Vec<i64> = msgs.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    assert_eq!(msgs[2]["content"], "second <b>question</b>", "text is stored verbatim");
+    let threads: Value = h
+        .http
+        .get(format!("{}/v1/threads", h.backend_url))
+        .bearer_auth(&user.access_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(threads["threads"][0]["id"], thread.as_str());
+    assert_eq!(threads["threads"][0]["title"], "first question");
+
+    // Another user cannot see or write to this thread.
+    let mallory = h.sign_up().await;
+    let r = h
+        .http
+        .get(format!("{}/v1/threads/{thread}/messages", h.backend_url))
+        .bearer_auth(&mallory.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let mut ws2 = h.socket(&mallory).await;
+    ws2.send(json!({"type": "send", "client_msg_id": "m-1", "thread_id": thread, "text": "hi"}))
+        .await;
+    let err = ws2.recv_type("error").await;
+    assert_eq!(err["code"], "not_found");
+    assert_eq!(err["client_msg_id"], "m-1");
+    assert_eq!(count_messages(&h).await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_get_errors_and_the_socket_survives() {
+    let h = Harness::start(BUILD, "api_chat_bad_frames").await;
+    let user = h.sign_up().await;
+    let mut ws = h.socket(&user).await;
+
+    let cases: [(&str, &str); 6] = [
+        ("{not json", "malformed_frame"),
+        ("[1,2,3]", "invalid_frame"),
+        (r#"{"type":"launch_missiles"}"#, "unknown_type"),
+        (r#"{"type":"send","client_msg_id":"x"}"#, "invalid_frame"),
+        (r#"{"type":"send","client_msg_id":"x","text":"   "}"#, "invalid_message"),
+        (r#"{"type":"auth","token":"again"}"#, "already_authenticated"),
+    ];
+    for (frame, code) in cases {
+        ws.send_raw(frame).await;
+        let err = ws.recv_type("error").await;
+        assert_eq!(err["code"], code, "{frame} → {err}");
+        assert!(err["message"].as_str().unwrap().len() > 10, "error without a clear message: {err}");
+        // Still usable.
+        ws.send(json!({"type": "ping"})).await;
+        assert_eq!(ws.recv().await["type"], "pong");
+    }
+    let long = "x".repeat(16_001);
+    ws.send(json!({"type": "send", "client_msg_id": "long", "text": long})).await;
+    assert_eq!(ws.recv_type("error").await["code"], "message_too_long");
+    assert_eq!(count_messages(&h).await, 0, "bad frames changed nothing");
+
+    // An oversized frame closes the socket with 1009 (documented).
+    ws.send_raw(&format!(r#"{{"type":"send","client_msg_id":"big","text":"{}"}}"#, "y".repeat(70_000)))
+        .await;
+    assert_eq!(ws.expect_close().await, 1009);
+    assert_eq!(count_messages(&h).await, 0);
+
+    // The first frame must authenticate.
+    let mut anon = Socket::connect(&h.web_ws_url(), None).await;
+    anon.send(json!({"type": "ping"})).await;
+    assert_eq!(anon.recv_type("error").await["code"], "auth_required");
+    assert_eq!(anon.expect_close().await, 4000);
+    let mut forged = Socket::connect(&h.web_ws_url(), None).await;
+    forged.send(json!({"type": "auth", "token": "eyJhbGciOiJub25lIn0.e30."})).await;
+    assert_eq!(forged.recv_type("error").await["code"], "invalid_token");
+    assert_eq!(forged.expect_close().await, 4002);
+
+    // A page on another origin cannot open the socket, directly or via web.
+    let backend_ws = h.backend_url.replacen("http://", "ws://", 1) + "/v1/ws";
+    assert!(Socket::try_connect(&backend_ws, Some("https://evil.example")).await.is_err());
+    assert!(Socket::try_connect(&h.web_ws_url(), Some("https://evil.example")).await.is_err());
+    // The same origin is fine.
+    let mut same = Socket::connect(&h.web_ws_url(), Some(&h.web_url)).await;
+    same.authenticate(&user.access_token).await;
+
+    // HTTP: malformed JSON body and unknown routes get our error shape.
+    let r = h
+        .http
+        .post(format!("{}/v1/threads", h.backend_url))
+        .bearer_auth(&user.access_token)
+        .header("content-type", "application/json")
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "malformed_request");
+    let r = h
+        .http
+        .get(format!("{}/v1/threads/not-a-uuid/messages", h.backend_url))
+        .bearer_auth(&user.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_assistant_streams_without_any_configuration() {
+    let h = Harness::start_with(
+        BUILD,
+        "api_offline_assistant",
+        Options {
+            agent: Agent::Offline,
+            ..Default::default()
+        },
+    )
+    .await;
+    let user = h.sign_up().await;
+    let mut ws = Socket::connect(&h.web_ws_url(), None).await;
+    let ready = ws.authenticate(&user.access_token).await;
+    assert_eq!(ready["agent"]["offline"], true, "{ready}");
+    ws.send_message("o-1", None, "12 * (3 + 4)").await;
+    let reply = ws.collect_reply().await;
+    assert!(reply.text.contains("84"), "{}", reply.text);
+    assert!(reply.deltas > 1);
+    ws.send_message("o-2", None, "hello").await;
+    let reply = ws.collect_reply().await;
+    assert!(reply.text.contains("offline assistant"), "{}", reply.text);
+}
