@@ -1,0 +1,13 @@
+//! Values that are valid by construction ("parse, don't validate"): once a
+//! handler holds an `Email`, a `Password` or a `DisplayName`, nothing
+//! downstream checks it again.
+
+mod display_name;
+mod email;
+mod password;
+mod refresh_token;
+
+pub use display_name::DisplayName;
+pub use email::Email;
+pub use password::{Argon2Settings, Password, PasswordHasher};
+pub use refresh_token::RefreshSecret;

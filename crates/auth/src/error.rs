@@ -1,0 +1,276 @@
+//! The one error type of the auth service and its single mapping to HTTP.
+//!
+//! Every handler returns `Result<_, Error>`, so the response body always has
+//! the same shape: `{"error":{"code","message","field"?}}`. Errors a user can
+//! cause carry a specific message; infrastructure errors are logged here and
+//! answered with a bare 500 so nothing about the database or Redis leaks.
+
+use axum::{
+    extract::rejection::JsonRejection,
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use confab_core::tokens::TokenError;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The body is not the JSON the endpoint expects (syntax, types, fields).
+    #[error("{0}")]
+    MalformedRequest(String),
+
+    /// A well-formed request with a value we refuse; `field` names it.
+    #[error("{message}")]
+    Validation {
+        field: &'static str,
+        message: String,
+    },
+
+    #[error("An account with this email address already exists.")]
+    EmailTaken,
+
+    /// Deliberately identical for an unknown email and a wrong password.
+    #[error("Email or password is incorrect.")]
+    InvalidCredentials,
+
+    #[error("{0}")]
+    InvalidRefreshToken(&'static str),
+
+    #[error("This refresh token was already used; the session has been signed out for safety.")]
+    RefreshTokenReused,
+
+    #[error("This session has been signed out.")]
+    SessionRevoked,
+
+    #[error("This endpoint needs an access token: send `Authorization: Bearer <token>`.")]
+    MissingToken,
+
+    #[error("{}", token_message(.0))]
+    Token(TokenError),
+
+    #[error("No such endpoint.")]
+    NotFound,
+
+    #[error("This endpoint does not support that HTTP method.")]
+    MethodNotAllowed,
+
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+
+    #[error("redis error: {0}")]
+    Redis(#[from] redis::RedisError),
+
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+
+    /// A bug or a broken invariant (a stored key that does not parse, a
+    /// panicked hashing task); the message is for the logs only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn validation(field: &'static str, message: impl Into<String>) -> Self {
+        Error::Validation {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::MalformedRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::EmailTaken => StatusCode::CONFLICT,
+            Error::InvalidCredentials
+            | Error::InvalidRefreshToken(_)
+            | Error::RefreshTokenReused
+            | Error::SessionRevoked
+            | Error::MissingToken => StatusCode::UNAUTHORIZED,
+            Error::Token(TokenError::Jwks(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Token(_) => StatusCode::UNAUTHORIZED,
+            Error::NotFound => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Database(_)
+            | Error::Migrate(_)
+            | Error::Redis(_)
+            | Error::Io(_)
+            | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine-readable code clients branch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::MalformedRequest(_) => "malformed_request",
+            Error::Validation { .. } => "validation_failed",
+            Error::EmailTaken => "email_taken",
+            Error::InvalidCredentials => "invalid_credentials",
+            Error::InvalidRefreshToken(_) => "invalid_refresh_token",
+            Error::RefreshTokenReused => "refresh_token_reused",
+            Error::SessionRevoked => "session_revoked",
+            Error::MissingToken => "missing_token",
+            Error::Token(e) => e.code(),
+            Error::NotFound => "not_found",
+            Error::MethodNotAllowed => "method_not_allowed",
+            Error::Database(_)
+            | Error::Migrate(_)
+            | Error::Redis(_)
+            | Error::Io(_)
+            | Error::Internal(_) => "internal",
+        }
+    }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            Error::Validation { field, .. } => Some(field),
+            Error::EmailTaken => Some("email"),
+            _ => None,
+        }
+    }
+
+    fn is_internal(&self) -> bool {
+        self.status() == StatusCode::INTERNAL_SERVER_ERROR
+    }
+}
+
+/// Sentences for people; `TokenError`'s own texts are terse log lines.
+fn token_message(e: &TokenError) -> &'static str {
+    match e {
+        TokenError::Malformed => "The access token is malformed.",
+        TokenError::Expired => "The access token has expired; refresh it and try again.",
+        TokenError::BadSignature => "The access token's signature is not valid.",
+        TokenError::Algorithm => "The access token uses a signing algorithm that is not accepted.",
+        TokenError::UnknownKey => "The access token was signed by an unknown key.",
+        TokenError::WrongIssuerOrAudience => {
+            "The access token was issued by another issuer or for another audience."
+        }
+        TokenError::Revoked => "This session has been signed out.",
+        TokenError::Jwks(_) => "The signing keys are unavailable; try again shortly.",
+    }
+}
+
+impl From<TokenError> for Error {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Revoked => Error::SessionRevoked,
+            other => Error::Token(other),
+        }
+    }
+}
+
+impl From<JsonRejection> for Error {
+    fn from(rejection: JsonRejection) -> Self {
+        let message = match &rejection {
+            JsonRejection::MissingJsonContentType(_) => {
+                "Expected a JSON body with `Content-Type: application/json`.".to_string()
+            }
+            // axum's text is specific ("missing field `email` at line 1 column 20").
+            other => other.body_text(),
+        };
+        Error::MalformedRequest(message)
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = if self.is_internal() {
+            tracing::error!(error = %self, "request failed with an internal error");
+            "Something went wrong on our side; please try again.".to_string()
+        } else {
+            self.to_string()
+        };
+        let mut error = json!({ "code": self.code(), "message": message });
+        if let Some(field) = self.field() {
+            error["field"] = json!(field);
+        }
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        if status == StatusCode::UNAUTHORIZED
+            && matches!(
+                self,
+                Error::MissingToken | Error::Token(_) | Error::SessionRevoked
+            )
+        {
+            // RFC 6750 §3: tell Bearer clients how to authenticate.
+            let value = if matches!(self, Error::MissingToken) {
+                "Bearer"
+            } else {
+                "Bearer error=\"invalid_token\""
+            };
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(value));
+        }
+        response
+    }
+}
+
+/// Turns a named database constraint violation into a domain error, so a
+/// race between two signups with one email becomes a clean 409 instead of a
+/// 500 (the idea of realworld-axum-sqlx's `on_constraint`).
+pub trait ResultExt<T> {
+    fn on_constraint(self, name: &str, f: impl FnOnce() -> Error) -> Result<T, Error>;
+}
+
+impl<T, E: Into<Error>> ResultExt<T> for Result<T, E> {
+    fn on_constraint(self, name: &str, f: impl FnOnce() -> Error) -> Result<T, Error> {
+        self.map_err(|e| match e.into() {
+            Error::Database(sqlx::Error::Database(db)) if db.constraint() == Some(name) => f(),
+            other => other,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(e: Error) -> (StatusCode, serde_json::Value) {
+        let response = e.into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn validation_error_names_the_field() {
+        let (status, v) = body(Error::validation("email", "nope")).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(v["error"]["field"], "email");
+        assert_eq!(v["error"]["message"], "nope");
+    }
+
+    #[tokio::test]
+    async fn internal_errors_do_not_leak() {
+        let (status, v) = body(Error::Internal("secret detail".into())).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(v["error"]["code"], "internal");
+        assert!(!v.to_string().contains("secret"));
+    }
+
+    #[tokio::test]
+    async fn token_errors_keep_their_codes() {
+        let (status, v) = body(TokenError::Expired.into()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(v["error"]["code"], "token_expired");
+        let (_, v) = body(TokenError::Revoked.into()).await;
+        assert_eq!(v["error"]["code"], "session_revoked");
+    }
+
+    #[tokio::test]
+    async fn invalid_credentials_body_is_exact() {
+        let (status, v) = body(Error::InvalidCredentials).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            v,
+            json!({"error":{"code":"invalid_credentials","message":"Email or password is incorrect."}})
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! The HTTP API: one router built from per-resource modules, sharing one
+//! [`ApiContext`].
+
+mod extractor;
+mod jwks;
+mod sessions;
+mod users;
+
+pub use extractor::AuthUser;
+
+use crate::{
+    domain::{PasswordHasher, RefreshSecret},
+    error::Error,
+    keys::{AccessTokens, Subject},
+    outbox::OutboxSignal,
+    store, Config,
+};
+use axum::{
+    extract::{FromRequest, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use chrono::{DateTime, Utc};
+use confab_core::{
+    http::{check_db, check_redis, readiness, with_common_layers},
+    ids::{SessionId, UserId},
+    keys::Keys,
+};
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use sqlx::PgPool;
+use std::{sync::Arc, time::Duration};
+
+/// Name of the cookie that carries the refresh token in browsers.
+pub const REFRESH_COOKIE: &str = "confab_refresh";
+/// The cookie is only sent to the endpoints that need it (refresh, logout),
+/// never to the backend or with page loads.
+const COOKIE_PATH: &str = "/v1/auth";
+
+const OPENAPI: &str = include_str!("../../openapi.json");
+
+/// Everything a handler needs, cheap to clone.
+#[derive(Clone)]
+pub struct ApiContext {
+    pub config: Arc<Config>,
+    pub db: PgPool,
+    pub redis: ConnectionManager,
+    pub keys: Keys,
+    pub tokens: Arc<AccessTokens>,
+    pub passwords: Arc<PasswordHasher>,
+    pub outbox: OutboxSignal,
+}
+
+pub fn router(ctx: ApiContext) -> Router {
+    let api = Router::new()
+        .merge(users::router())
+        .merge(sessions::router())
+        .merge(jwks::router())
+        .route("/openapi.json", get(openapi))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { Error::NotFound })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .with_state(ctx);
+    with_common_layers(api, "auth")
+}
+
+/// `axum::Json`, but a body that does not parse becomes our error shape
+/// (400 `malformed_request`) instead of axum's plain-text rejection.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(Error))]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct UserBody {
+    pub id: UserId,
+    pub email: String,
+    pub display_name: String,
+}
+
+#[derive(Debug, Serialize)]
+struct TokenBody {
+    user: UserBody,
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    refresh_token: String,
+}
+
+/// The answer to signup, login and refresh: a new access token, the new
+/// refresh token in the body (for non-browser clients) and in the httpOnly
+/// cookie (for browsers, whose scripts never see it).
+pub(crate) fn token_response(
+    ctx: &ApiContext,
+    status: StatusCode,
+    user: UserBody,
+    session_id: SessionId,
+    refresh: &RefreshSecret,
+    now: DateTime<Utc>,
+) -> Result<Response, Error> {
+    let access_token = ctx.tokens.issue(
+        &Subject {
+            user_id: user.id,
+            session_id,
+            email: &user.email,
+            name: &user.display_name,
+        },
+        now,
+    )?;
+    let body = TokenBody {
+        user,
+        access_token,
+        token_type: "Bearer",
+        expires_in: ctx.tokens.ttl().as_secs(),
+        refresh_token: refresh.as_str().to_string(),
+    };
+    let cookie = refresh_cookie(
+        refresh.as_str(),
+        ctx.config.refresh_token_ttl,
+        ctx.config.cookie_secure,
+    );
+    let mut response = (status, Json(body)).into_response();
+    set_cookie_no_store(response.headers_mut(), cookie);
+    Ok(response)
+}
+
+fn refresh_cookie(value: &str, max_age: Duration, secure: bool) -> HeaderValue {
+    let mut cookie = format!(
+        "{REFRESH_COOKIE}={value}; HttpOnly; SameSite=Strict; Path={COOKIE_PATH}; Max-Age={}",
+        max_age.as_secs()
+    );
+    if secure {
+        cookie.push_str("; Secure");
+    }
+    // The value is base64url and the attributes are ours: always valid.
+    HeaderValue::from_str(&cookie).expect("cookie is a valid header value")
+}
+
+pub(crate) fn clear_refresh_cookie(headers: &mut HeaderMap, secure: bool) {
+    set_cookie_no_store(headers, refresh_cookie("", Duration::ZERO, secure));
+}
+
+/// Token responses must not be cached by anything in between (RFC 6749 §5.1).
+fn set_cookie_no_store(headers: &mut HeaderMap, cookie: HeaderValue) {
+    headers.append(header::SET_COOKIE, cookie);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+pub(crate) fn user_agent(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+async fn readyz(State(ctx): State<ApiContext>) -> Response {
+    let migrations = async {
+        tokio::time::timeout(Duration::from_secs(2), store::migrations_applied(&ctx.db))
+            .await
+            .unwrap_or_else(|_| Err("timed out".into()))
+    };
+    let (database, redis, migrations) =
+        tokio::join!(check_db(&ctx.db), check_redis(&ctx.redis), migrations);
+    readiness(vec![
+        ("database", database),
+        ("redis", redis),
+        ("migrations", migrations),
+    ])
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_attributes() {
+        let c = refresh_cookie("abc", Duration::from_secs(60), false);
+        assert_eq!(
+            c,
+            "confab_refresh=abc; HttpOnly; SameSite=Strict; Path=/v1/auth; Max-Age=60"
+        );
+        let c = refresh_cookie("", Duration::ZERO, true);
+        assert_eq!(
+            c,
+            "confab_refresh=; HttpOnly; SameSite=Strict; Path=/v1/auth; Max-Age=0; Secure"
+        );
+    }
+
+    #[test]
+    fn openapi_is_valid_json_and_documents_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        for (path, method) in [
+            ("/v1/auth/signup", "post"),
+            ("/v1/auth/login", "post"),
+            ("/v1/auth/refresh", "post"),
+            ("/v1/auth/logout", "post"),
+            ("/v1/auth/me", "get"),
+            ("/.well-known/jwks.json", "get"),
+            ("/openapi.json", "get"),
+            ("/readyz", "get"),
+            ("/healthz", "get"),
+        ] {
+            assert!(
+                doc["paths"][path][method].is_object(),
+                "{method} {path} is not documented"
+            );
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Accounts: sign up, log in, who am I.
+
+use super::{
+    sessions::open_session, token_response, user_agent, ApiContext, AuthUser, Json, UserBody,
+};
+use crate::{
+    domain::{DisplayName, Email, Password},
+    error::Error,
+    store::{self, users::User},
+};
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::Response,
+    routing::{get, post},
+    Router,
+};
+use chrono::{DateTime, Utc};
+use confab_core::{
+    events::{Event, EventKind},
+    ids::UserId,
+};
+use serde::{Deserialize, Serialize};
+
+pub(super) fn router() -> Router<ApiContext> {
+    Router::new()
+        .route("/v1/auth/signup", post(signup))
+        .route("/v1/auth/login", post(login))
+        .route("/v1/auth/me", get(me))
+}
+
+#[derive(Deserialize)]
+struct SignupRequest {
+    email: String,
+    password: String,
+    /// Omitted or null: the email's local part.
+    #[serde(default)]
+    display_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LoginRequest {
+    email: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct MeBody {
+    id: UserId,
+    email: String,
+    display_name: String,
+    created_at: DateTime<Utc>,
+}
+
+impl From<&User> for UserBody {
+    fn from(u: &User) -> Self {
+        UserBody {
+            id: u.id,
+            email: u.email.clone(),
+            display_name: u.display_name.clone(),
+        }
+    }
+}
+
+#[tracing::instrument(name = "signup", skip_all)]
+async fn signup(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    Json(req): Json<SignupRequest>,
+) -> Result<Response, Error> {
+    let email = Email::parse(&req.email)?;
+    let password = Password::parse(&req.password)?;
+    let display_name = match req.display_name.as_deref() {
+        Some(name) => DisplayName::parse(name)?,
+        None => DisplayName::from_email(&email),
+    };
+    let password_hash = ctx.passwords.hash(password).await?;
+
+    // The account, its first session and the event that announces it exist
+    // together or not at all.
+    let now = Utc::now();
+    let mut tx = ctx.db.begin().await?;
+    let user = store::users::insert(&mut *tx, &email, &display_name, &password_hash, now).await?;
+    let (session_id, refresh) =
+        open_session(&mut tx, &ctx, user.id, user_agent(&headers), now).await?;
+    let event = Event::new(EventKind::UserRegistered {
+        user_id: user.id,
+        email: user.email.clone(),
+        display_name: user.display_name.clone(),
+    });
+    store::outbox::insert(&mut *tx, &event).await?;
+    tx.commit().await?;
+    ctx.outbox.notify();
+
+    tracing::info!(user_id = %user.id, %session_id, "user signed up");
+    metrics::counter!("auth_signups_total").increment(1);
+    token_response(
+        &ctx,
+        StatusCode::CREATED,
+        (&user).into(),
+        session_id,
+        &refresh,
+        now,
+    )
+}
+
+#[tracing::instrument(name = "login", skip_all)]
+async fn login(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    Json(req): Json<LoginRequest>,
+) -> Result<Response, Error> {
+    let email = Email::parse(&req.email)?;
+    let password = Password::for_login(&req.password)?;
+    let user = store::users::find_by_email(&ctx.db, &email).await?;
+    // An unknown email is checked against a dummy hash, so both failures
+    // take the same time and give the same answer.
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let matches = ctx.passwords.verify(password, stored).await?;
+    let user = match user {
+        Some(user) if matches => user,
+        other => {
+            // The email stays out of the logs: it is personal data, and a
+            // typo'd password in the email field would land there too.
+            let reason = if other.is_some() {
+                "wrong_password"
+            } else {
+                "unknown_account"
+            };
+            tracing::info!(
+                reason,
+                user_id = other.map(|u| u.id.to_string()),
+                "login failed"
+            );
+            metrics::counter!("auth_logins_total", "outcome" => "failure").increment(1);
+            return Err(Error::InvalidCredentials);
+        }
+    };
+
+    let now = Utc::now();
+    let mut tx = ctx.db.begin().await?;
+    let (session_id, refresh) =
+        open_session(&mut tx, &ctx, user.id, user_agent(&headers), now).await?;
+    tx.commit().await?;
+
+    tracing::info!(user_id = %user.id, %session_id, "user logged in");
+    metrics::counter!("auth_logins_total", "outcome" => "success").increment(1);
+    token_response(
+        &ctx,
+        StatusCode::OK,
+        (&user).into(),
+        session_id,
+        &refresh,
+        now,
+    )
+}
+
+async fn me(auth: AuthUser, State(ctx): State<ApiContext>) -> Result<Json<MeBody>, Error> {
+    // Deleting a user deletes their sessions, so the extractor already
+    // refused a deleted user's token; this is only the race with deletion.
+    let user = store::users::find(&ctx.db, auth.user_id)
+        .await?
+        .ok_or(Error::SessionRevoked)?;
+    Ok(Json(MeBody {
+        id: user.id,
+        email: user.email,
+        display_name: user.display_name,
+        created_at: user.created_at,
+    }))
+}
