@@ -1,7 +1,7 @@
 //! The auth service over real HTTP, against a real PostgreSQL (a fresh
 //! database per test) and Redis (a fresh key prefix per test).
 //!
-//! Needs PostgreSQL at `CONFAB_TEST_POSTGRES_URL` (default
+//! Needs PostgreSQL at `CONFAB_TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432`) and Redis at `CONFAB_TEST_REDIS_URL`
 //! (default `redis://127.0.0.1:6379`).
 
@@ -24,7 +24,7 @@ struct TestApp {
 }
 
 fn postgres_url() -> String {
-    std::env::var("CONFAB_TEST_POSTGRES_URL")
+    std::env::var("CONFAB_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 

@@ -3,6 +3,8 @@
 //! screenshot and HTML are saved next to the service logs.
 
 use fantoccini::{Client, ClientBuilder, Locator};
+// chromedriver is on loopback: plain HTTP, no TLS stack needed.
+use hyper_util::client::legacy::connect::HttpConnector;
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -56,7 +58,7 @@ impl Browser {
         let url = format!("http://127.0.0.1:{port}");
         let mut last = String::new();
         for _ in 0..200 {
-            match ClientBuilder::rustls().expect("rustls connector").capabilities(caps.clone()).connect(&url).await {
+            match ClientBuilder::new(HttpConnector::new()).capabilities(caps.clone()).connect(&url).await {
                 Ok(client) => {
                     return Self {
                         client,

@@ -171,11 +171,18 @@ impl Harness {
         TestUser::sign_up(self).await
     }
 
-    /// Open an authenticated chat socket through web's same-origin proxy.
+    /// Open an authenticated chat socket through web's same-origin proxy,
+    /// as a page of the app would.
     pub async fn socket(&self, user: &TestUser) -> Socket {
-        let mut s = Socket::connect(&self.web_ws_url(), None).await;
+        let mut s = self.raw_socket().await;
         s.authenticate(&user.access_token).await;
         s
+    }
+
+    /// A socket through web's proxy, not yet authenticated (sends the web
+    /// origin, like a browser tab on the app).
+    pub async fn raw_socket(&self) -> Socket {
+        Socket::connect(&self.web_ws_url(), Some(&self.web_url)).await
     }
 
     /// Start a headless Chromium session for this test.

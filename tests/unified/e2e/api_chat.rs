@@ -38,11 +38,13 @@ async fn message_life_cycle_and_resend_dedup() {
     assert_eq!(count_messages(&h).await, 2);
 
     // Follow-up in the same thread: the provider gets the earlier turns.
-    let ack2 = ws.send_message("c-2", Some(&thread), "second <b>question</b>").await;
+    let sneaky = "second <script>alert(1)</script><img src=x onerror=alert(2)> question'; DROP TABLE messages;--";
+    let ack2 = ws.send_message("c-2", Some(&thread), sneaky).await;
     assert_eq!(ack2["seq"], 3);
     let reply2 = ws.collect_reply().await;
     let html = reply2.done["html"].as_str().unwrap();
-    assert!(!html.contains("<b>"), "HTML from a reply must be escaped or stripped: {html}");
+    assert!(reply2.text.contains("<script>"), "the stand-in echoed the raw text");
+    assert!(!html.contains("<script") && !html.contains("onerror"), "unsafe HTML survived: {html}");
     let requests = h.llm.as_ref().unwrap().requests();
     let last = requests.last().unwrap()["messages"].as_array().unwrap().clone();
     let contents: Vec<&str> = last.iter().map(|m| m["content"].as_str().unwrap()).collect();
@@ -63,7 +65,7 @@ async fn message_life_cycle_and_resend_dedup() {
     let msgs = body["messages"].as_array().unwrap();
     let seqs: Vec<i64> = msgs.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, [1, 2, 3, 4]);
-    assert_eq!(msgs[2]["content"], "second <b>question</b>", "text is stored verbatim");
+    assert_eq!(msgs[2]["content"], sneaky, "text is stored verbatim");
     let threads: Value = h
         .http
         .get(format!("{}/v1/threads", h.backend_url))
@@ -131,11 +133,11 @@ async fn bad_frames_get_errors_and_the_socket_survives() {
     assert_eq!(count_messages(&h).await, 0);
 
     // The first frame must authenticate.
-    let mut anon = Socket::connect(&h.web_ws_url(), None).await;
+    let mut anon = h.raw_socket().await;
     anon.send(json!({"type": "ping"})).await;
     assert_eq!(anon.recv_type("error").await["code"], "auth_required");
     assert_eq!(anon.expect_close().await, 4000);
-    let mut forged = Socket::connect(&h.web_ws_url(), None).await;
+    let mut forged = h.raw_socket().await;
     forged.send(json!({"type": "auth", "token": "eyJhbGciOiJub25lIn0.e30."})).await;
     assert_eq!(forged.recv_type("error").await["code"], "invalid_token");
     assert_eq!(forged.expect_close().await, 4002);
@@ -144,9 +146,11 @@ async fn bad_frames_get_errors_and_the_socket_survives() {
     let backend_ws = h.backend_url.replacen("http://", "ws://", 1) + "/v1/ws";
     assert!(Socket::try_connect(&backend_ws, Some("https://evil.example")).await.is_err());
     assert!(Socket::try_connect(&h.web_ws_url(), Some("https://evil.example")).await.is_err());
-    // The same origin is fine.
-    let mut same = Socket::connect(&h.web_ws_url(), Some(&h.web_url)).await;
-    same.authenticate(&user.access_token).await;
+    // Without an Origin (not a browser) web refuses too: only its own pages
+    // use its socket; other clients talk to the backend directly.
+    assert!(Socket::try_connect(&h.web_ws_url(), None).await.is_err());
+    let mut direct = Socket::connect(&backend_ws, None).await;
+    direct.authenticate(&user.access_token).await;
 
     // HTTP: malformed JSON body and unknown routes get our error shape.
     let r = h
@@ -182,7 +186,7 @@ async fn offline_assistant_streams_without_any_configuration() {
     )
     .await;
     let user = h.sign_up().await;
-    let mut ws = Socket::connect(&h.web_ws_url(), None).await;
+    let mut ws = h.raw_socket().await;
     let ready = ws.authenticate(&user.access_token).await;
     assert_eq!(ready["agent"]["offline"], true, "{ready}");
     ws.send_message("o-1", None, "12 * (3 + 4)").await;
