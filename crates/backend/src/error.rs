@@ -35,7 +35,11 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn invalid(code: &'static str, field: Option<&'static str>, message: impl Into<String>) -> Self {
+    pub fn invalid(
+        code: &'static str,
+        field: Option<&'static str>,
+        message: impl Into<String>,
+    ) -> Self {
         Error::Invalid {
             code,
             message: message.into(),
@@ -74,8 +78,12 @@ impl Error {
             Error::Db(_) | Error::Migrate(_) | Error::Redis(_) | Error::Io(_) => {
                 "Something went wrong on our side. Please try again.".into()
             }
-            Error::Token(TokenError::Expired) => "Your session token expired; refresh it and try again.".into(),
-            Error::Token(TokenError::Revoked) => "This session was signed out. Please log in again.".into(),
+            Error::Token(TokenError::Expired) => {
+                "Your session token expired; refresh it and try again.".into()
+            }
+            Error::Token(TokenError::Revoked) => {
+                "This session was signed out. Please log in again.".into()
+            }
             Error::Token(TokenError::Jwks(_)) => {
                 "The sign-in service is not reachable right now. Please try again shortly.".into()
             }

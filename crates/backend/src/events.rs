@@ -42,7 +42,8 @@ async fn run(state: &AppState, consumer: &str) -> Result<(), crate::Error> {
     let client = redis::Client::open(state.config.common.redis_url.as_str())?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let stream = state.keys.events_stream();
-    let created: Result<(), redis::RedisError> = conn.xgroup_create_mkstream(&stream, GROUP, "0").await;
+    let created: Result<(), redis::RedisError> =
+        conn.xgroup_create_mkstream(&stream, GROUP, "0").await;
     if let Err(e) = created {
         if e.code() != Some("BUSYGROUP") {
             return Err(e.into());
@@ -101,7 +102,9 @@ async fn handle_entry(
         .and_then(|v| redis::from_redis_value(v).ok());
     match payload.as_deref().map(serde_json::from_str::<Event>) {
         Some(Ok(event)) => apply(state, &event).await?,
-        Some(Err(e)) => tracing::error!(entry = id, error = %e, "skipping an event that does not parse"),
+        Some(Err(e)) => {
+            tracing::error!(entry = id, error = %e, "skipping an event that does not parse")
+        }
         None => tracing::error!(entry = id, "skipping an event without payload"),
     }
     let _: i64 = conn.xack(stream, GROUP, &[id]).await?;
@@ -148,7 +151,9 @@ pub async fn apply(state: &AppState, event: &Event) -> Result<(), crate::Error> 
     tracing::info!(event = %event.id, kind = event.kind.type_name(), "event applied");
     if let EventKind::UserDeleted { user_id } = &event.kind {
         state.known_users.remove(*user_id);
-        state.hub.close_user(*user_id, close::SESSION_REVOKED, "account deleted");
+        state
+            .hub
+            .close_user(*user_id, close::SESSION_REVOKED, "account deleted");
     }
     Ok(())
 }

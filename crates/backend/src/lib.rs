@@ -59,7 +59,11 @@ impl Config {
         Ok(Self {
             common: Common::load(env, "CONFAB_BACKEND_PORT", 8000)?,
             database_url: database_url(env, "CONFAB_BACKEND_DATABASE_URL", "backend")?,
-            auth_url: env.url("CONFAB_AUTH_URL", "http://127.0.0.1:8001", &["http", "https"])?,
+            auth_url: env.url(
+                "CONFAB_AUTH_URL",
+                "http://127.0.0.1:8001",
+                &["http", "https"],
+            )?,
             issuer: env.string("CONFAB_ISSUER", "confab"),
             allowed_origins,
             llm: agent::LlmConfig::from_env(env)?,
@@ -155,7 +159,10 @@ pub async fn run(config: Config) -> Result<(), Error> {
     };
 
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(hub.clone().run(config.common.redis_url.clone(), shutdown.clone()));
+    tasks.spawn(
+        hub.clone()
+            .run(config.common.redis_url.clone(), shutdown.clone()),
+    );
     tasks.spawn(events::consume(state.clone()));
 
     let (listener, _) =

@@ -94,8 +94,12 @@ fn with_port(port: Option<u16>, var: &str) -> Env {
 
 pub(crate) async fn migrate(env: &Env) -> anyhow::Result<()> {
     let auth = confab_auth::Config::from_env(env)?;
-    confab_auth::migrate(&auth).await.context("auth migrations")?;
+    confab_auth::migrate(&auth)
+        .await
+        .context("auth migrations")?;
     let backend = confab_backend::Config::from_env(env)?;
-    confab_backend::migrate(&backend).await.context("backend migrations")?;
+    confab_backend::migrate(&backend)
+        .await
+        .context("backend migrations")?;
     Ok(())
 }

@@ -35,7 +35,10 @@ pub async fn run(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let postgres = match env.opt_string("CONFAB_DATABASE_URL") {
         Some(_) => None,
         None => {
-            eprintln!("starting a private PostgreSQL in {}", data_dir.join("postgres").display());
+            eprintln!(
+                "starting a private PostgreSQL in {}",
+                data_dir.join("postgres").display()
+            );
             let pg = tokio::task::spawn_blocking({
                 let dir = data_dir.join("postgres");
                 move || PrivatePostgres::start(&dir)
@@ -135,7 +138,10 @@ async fn run_services(extra_env: &[(String, String)]) -> anyhow::Result<()> {
 /// kill whatever is still running after a grace period.
 fn stop_all(services: &mut [Service]) {
     for s in services.iter().rev() {
-        let _ = Command::new("kill").arg("-TERM").arg(s.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(s.child.id().to_string())
+            .status();
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     for s in services.iter_mut().rev() {

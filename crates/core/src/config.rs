@@ -165,13 +165,19 @@ mod tests {
         env.set("CONFAB_X_URL", "http://nope");
         assert!(env.url("CONFAB_X_URL", "", &["redis"]).is_err());
         env.set("CONFAB_X_URL", "redis://h:1/");
-        assert_eq!(env.url("CONFAB_X_URL", "", &["redis"]).unwrap(), "redis://h:1");
+        assert_eq!(
+            env.url("CONFAB_X_URL", "", &["redis"]).unwrap(),
+            "redis://h:1"
+        );
     }
 
     #[test]
     fn service_database_from_shared_url() {
         let mut env = Env::new();
-        env.set("CONFAB_DATABASE_URL", "postgres://u@h:5/confab?sslmode=disable");
+        env.set(
+            "CONFAB_DATABASE_URL",
+            "postgres://u@h:5/confab?sslmode=disable",
+        );
         let url = database_url(&env, "CONFAB_AUTH_DATABASE_URL_UNSET_IN_TEST", "auth").unwrap();
         assert_eq!(url, "postgres://u@h:5/confab_auth?sslmode=disable");
     }

@@ -8,7 +8,11 @@ pub fn with_database_suffix(url: &str, suffix: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) => {
             let name = u.path().trim_start_matches('/').to_string();
-            let name = if name.is_empty() { "confab".to_string() } else { name };
+            let name = if name.is_empty() {
+                "confab".to_string()
+            } else {
+                name
+            };
             u.set_path(&format!("/{name}_{suffix}"));
             u.to_string()
         }
@@ -94,7 +98,10 @@ mod tests {
             with_database_suffix("postgres://a@h/db?sslmode=disable", "auth"),
             "postgres://a@h/db_auth?sslmode=disable"
         );
-        assert_eq!(database_name("postgres://a@h/db_auth").as_deref(), Some("db_auth"));
+        assert_eq!(
+            database_name("postgres://a@h/db_auth").as_deref(),
+            Some("db_auth")
+        );
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
     }
 }

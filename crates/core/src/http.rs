@@ -36,7 +36,11 @@ pub fn prometheus() -> &'static PrometheusHandle {
 
 /// Bind `host:port` (port 0 picks a free one) and print one JSON line on
 /// stdout naming the bound address, which harnesses and `confab up` read.
-pub async fn bind(service: &str, host: &str, port: u16) -> std::io::Result<(TcpListener, SocketAddr)> {
+pub async fn bind(
+    service: &str,
+    host: &str,
+    port: u16,
+) -> std::io::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind((host, port)).await?;
     let addr = listener.local_addr()?;
     let line = serde_json::json!({
@@ -123,12 +127,21 @@ pub async fn readiness(checks: Vec<(&'static str, Result<(), String>)>) -> Respo
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(serde_json::json!({ "ready": ok, "checks": body }))).into_response()
+    (
+        status,
+        Json(serde_json::json!({ "ready": ok, "checks": body })),
+    )
+        .into_response()
 }
 
 /// Check a database pool (with a short timeout) for `/readyz`.
 pub async fn check_db(pool: &sqlx::PgPool) -> Result<(), String> {
-    match tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(pool)).await {
+    match tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query("SELECT 1").execute(pool),
+    )
+    .await
+    {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("timed out".into()),

@@ -22,7 +22,9 @@ pub enum InfraError {
 }
 
 fn running_as_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 /// PostgreSQL's own binaries: the newest `/usr/lib/postgresql/*/bin`, else `$PATH`.
@@ -115,9 +117,14 @@ impl PrivatePostgres {
         }
         if !dir.join("PG_VERSION").exists() {
             let mut c = pg_command(&bindir.join("initdb"));
-            c.arg("-D")
-                .arg(&dir)
-                .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+            c.arg("-D").arg(&dir).args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]);
             run(c, "initdb")?;
         }
         // A server left running by a crashed `confab up` would hold the folder.
@@ -189,7 +196,10 @@ impl PrivateRedis {
             if Instant::now() > deadline {
                 return Err(InfraError::Failed {
                     what: "redis-server".into(),
-                    detail: format!("not accepting connections; see {}", dir.join("redis.log").display()),
+                    detail: format!(
+                        "not accepting connections; see {}",
+                        dir.join("redis.log").display()
+                    ),
                 });
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -19,11 +19,15 @@ pub struct Browser {
 
 fn chromium_binary() -> String {
     std::env::var("CONFAB_CHROMIUM").unwrap_or_else(|_| {
-        ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .unwrap_or("/usr/bin/chromium")
-            .to_string()
+        [
+            "/usr/bin/chromium",
+            "/usr/bin/chromium-browser",
+            "/usr/bin/google-chrome",
+        ]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("/usr/bin/chromium")
+        .to_string()
     })
 }
 
@@ -31,14 +35,17 @@ impl Browser {
     pub async fn start(artifacts: &Path) -> Self {
         let port = confab_core::infra::free_port().expect("free port");
         let log = std::fs::File::create(artifacts.join("chromedriver.log")).expect("log");
-        let driver_bin = std::env::var("CONFAB_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let driver_bin =
+            std::env::var("CONFAB_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         let mut driver = Command::new(&driver_bin)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("could not start {driver_bin} (apt-get install chromium-driver): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("could not start {driver_bin} (apt-get install chromium-driver): {e}")
+            });
         let profile = artifacts.join("chrome-profile");
         let caps = serde_json::json!({
             "goog:chromeOptions": {
@@ -58,7 +65,11 @@ impl Browser {
         let url = format!("http://127.0.0.1:{port}");
         let mut last = String::new();
         for _ in 0..200 {
-            match ClientBuilder::new(HttpConnector::new()).capabilities(caps.clone()).connect(&url).await {
+            match ClientBuilder::new(HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
                 Ok(client) => {
                     return Self {
                         client,
@@ -69,7 +80,10 @@ impl Browser {
                 Err(e) => last = e.to_string(),
             }
             if let Ok(Some(status)) = driver.try_wait() {
-                panic!("chromedriver exited ({status}); see {}", artifacts.join("chromedriver.log").display());
+                panic!(
+                    "chromedriver exited ({status}); see {}",
+                    artifacts.join("chromedriver.log").display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -85,7 +99,9 @@ impl Browser {
         Fut: std::future::Future<Output = ()>,
     {
         use futures::FutureExt;
-        let result = std::panic::AssertUnwindSafe(f(self.client.clone())).catch_unwind().await;
+        let result = std::panic::AssertUnwindSafe(f(self.client.clone()))
+            .catch_unwind()
+            .await;
         if let Err(panic) = result {
             if let Ok(png) = self.client.screenshot().await {
                 let _ = std::fs::write(self.artifacts.join("failure.png"), png);

@@ -47,32 +47,54 @@ async fn admin() -> PgConnection {
 async fn ensure_template(service: &str, migrator: &sqlx::migrate::Migrator) -> String {
     let name = format!("confab_tpl_{service}_{}", migrations_hash(migrator));
     let mut conn = admin().await;
-    let lock_key = i64::from_le_bytes(Sha256::digest(name.as_bytes())[..8].try_into().expect("8 bytes"));
-    sqlx::query("SELECT pg_advisory_lock($1)").bind(lock_key).execute(&mut conn).await.expect("advisory lock");
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut conn)
+    let lock_key = i64::from_le_bytes(
+        Sha256::digest(name.as_bytes())[..8]
+            .try_into()
+            .expect("8 bytes"),
+    );
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(lock_key)
+        .execute(&mut conn)
         .await
-        .expect("query pg_database");
+        .expect("advisory lock");
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await
+            .expect("query pg_database");
     if !exists {
         let building = format!("{name}_building");
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&building)))
-            .execute(&mut conn)
-            .await
-            .expect("drop stale template");
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(&building)
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("drop stale template");
         sqlx::query(&format!("CREATE DATABASE {}", quote_ident(&building)))
             .execute(&mut conn)
             .await
             .expect("create template");
-        let pool = PgPool::connect(&with_database(&admin_url(), &building)).await.expect("template pool");
+        let pool = PgPool::connect(&with_database(&admin_url(), &building))
+            .await
+            .expect("template pool");
         migrator.run(&pool).await.expect("migrate template");
         pool.close().await;
-        sqlx::query(&format!("ALTER DATABASE {} RENAME TO {}", quote_ident(&building), quote_ident(&name)))
-            .execute(&mut conn)
-            .await
-            .expect("rename template");
+        sqlx::query(&format!(
+            "ALTER DATABASE {} RENAME TO {}",
+            quote_ident(&building),
+            quote_ident(&name)
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("rename template");
     }
-    sqlx::query("SELECT pg_advisory_unlock($1)").bind(lock_key).execute(&mut conn).await.expect("unlock");
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(lock_key)
+        .execute(&mut conn)
+        .await
+        .expect("unlock");
     let _ = conn.close().await;
     name
 }
@@ -88,7 +110,10 @@ impl TestDatabases {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let mut names = Vec::new();
         let mut urls = Vec::new();
-        for (service, migrator) in [("auth", &confab_auth::MIGRATOR), ("backend", &confab_backend::MIGRATOR)] {
+        for (service, migrator) in [
+            ("auth", &confab_auth::MIGRATOR),
+            ("backend", &confab_backend::MIGRATOR),
+        ] {
             let template = ensure_template(service, migrator).await;
             let name = format!("confab_t_{tag}_{}_{service}", &id[..8]);
             let mut conn = admin().await;
@@ -126,13 +151,19 @@ impl TestDatabases {
         // wait here, so they are not closed gracefully: FORCE ends their
         // connections server-side.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async move {
                 let mut conn = admin().await;
                 for n in names {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&n)))
-                        .execute(&mut conn)
-                        .await;
+                    let _ = sqlx::query(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        quote_ident(&n)
+                    ))
+                    .execute(&mut conn)
+                    .await;
                 }
             });
         })

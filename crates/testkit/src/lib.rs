@@ -97,7 +97,10 @@ impl Harness {
             ("CONFAB_REDIS_URL".into(), redis_url.clone()),
             ("CONFAB_REDIS_PREFIX".into(), redis_prefix.clone()),
             ("CONFAB_HOST".into(), "127.0.0.1".into()),
-            ("CONFAB_LOG".into(), "info,confab_backend=debug,confab_auth=debug,sqlx=warn".into()),
+            (
+                "CONFAB_LOG".into(),
+                "info,confab_backend=debug,confab_auth=debug,sqlx=warn".into(),
+            ),
             ("CONFAB_OFFLINE_TOKEN_DELAY_MS".into(), "2".into()),
         ];
         common.extend(options.env.iter().cloned());
@@ -113,7 +116,10 @@ impl Harness {
 
         let mut backend_env = common.clone();
         backend_env.push(("CONFAB_BACKEND_PORT".into(), "0".into()));
-        backend_env.push(("CONFAB_BACKEND_DATABASE_URL".into(), dbs.backend_url.clone()));
+        backend_env.push((
+            "CONFAB_BACKEND_DATABASE_URL".into(),
+            dbs.backend_url.clone(),
+        ));
         backend_env.push(("CONFAB_AUTH_URL".into(), auth_url.clone()));
         if let Some(llm) = &llm {
             backend_env.push(("CONFAB_LLM_BASE_URL".into(), format!("{}/v1", llm.url)));
@@ -154,7 +160,12 @@ impl Harness {
         harness
     }
 
-    async fn spawn(&mut self, bin: &str, service: &'static str, env: &[(String, String)]) -> String {
+    async fn spawn(
+        &mut self,
+        bin: &str,
+        service: &'static str,
+        env: &[(String, String)],
+    ) -> String {
         let p = Proc::spawn(bin, service, env, &self.artifacts).await;
         let url = p.url.clone();
         self.procs.push(p);
@@ -198,7 +209,11 @@ impl Harness {
     }
 
     fn print_logs(&self) {
-        eprintln!("\n===== {}: service logs (full files in {}) =====", self.name, self.artifacts.display());
+        eprintln!(
+            "\n===== {}: service logs (full files in {}) =====",
+            self.name,
+            self.artifacts.display()
+        );
         for p in &self.procs {
             p.print_log_tail(150);
         }
@@ -234,7 +249,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs}s waiting for: {what}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

@@ -24,7 +24,10 @@ pub const API_KEY: &str = "sk-test-stand-in";
 #[derive(Debug, Clone)]
 pub enum Reply {
     /// Stream these chunks, waiting `delay` before each.
-    Chunks { chunks: Vec<String>, delay: Duration },
+    Chunks {
+        chunks: Vec<String>,
+        delay: Duration,
+    },
     /// Answer with this HTTP status and an OpenAI-style error body.
     Status(u16),
     /// Stream these chunks, then drop the connection without `[DONE]`.
@@ -80,7 +83,9 @@ impl LlmStandIn {
         let app = Router::new()
             .route("/v1/chat/completions", post(completions))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind stand-in");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind stand-in");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -121,7 +126,9 @@ async fn completions(
     headers: HeaderMap,
     Json(body): Json<serde_json::Value>,
 ) -> Response {
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {API_KEY}")) {
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {API_KEY}"))
+    {
         return (
             StatusCode::UNAUTHORIZED,
             Json(serde_json::json!({"error": {"message": "bad key", "type": "invalid_request_error"}})),

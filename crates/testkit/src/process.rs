@@ -16,14 +16,22 @@ pub struct Proc {
 }
 
 impl Proc {
-    pub async fn spawn(bin: &str, service: &'static str, env: &[(String, String)], dir: &Path) -> Self {
+    pub async fn spawn(
+        bin: &str,
+        service: &'static str,
+        env: &[(String, String)],
+        dir: &Path,
+    ) -> Self {
         let log = dir.join(format!("{service}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(bin);
         cmd.arg(service)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
+            .env(
+                "HOME",
+                std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(file.try_clone().expect("log file"));
@@ -93,7 +101,10 @@ impl Proc {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             match child.try_wait() {

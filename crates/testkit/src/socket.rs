@@ -27,24 +27,36 @@ pub struct ReplyText {
 impl Socket {
     /// Connect (optionally with an `Origin` header, as a browser would).
     pub async fn connect(url: &str, origin: Option<&str>) -> Self {
-        Self::try_connect(url, origin).await.unwrap_or_else(|e| panic!("connect {url}: {e}"))
+        Self::try_connect(url, origin)
+            .await
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"))
     }
 
-    pub async fn try_connect(url: &str, origin: Option<&str>) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+    pub async fn try_connect(
+        url: &str,
+        origin: Option<&str>,
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
         let mut req = url.into_client_request()?;
         if let Some(o) = origin {
-            req.headers_mut().insert("origin", o.parse().expect("origin header"));
+            req.headers_mut()
+                .insert("origin", o.parse().expect("origin header"));
         }
         let (ws, _) = tokio_tungstenite::connect_async(req).await?;
         Ok(Self { ws })
     }
 
     pub async fn send(&mut self, v: Value) {
-        self.ws.send(Message::Text(v.to_string().into())).await.expect("send frame");
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .expect("send frame");
     }
 
     pub async fn send_raw(&mut self, text: &str) {
-        self.ws.send(Message::Text(text.to_string().into())).await.expect("send frame");
+        self.ws
+            .send(Message::Text(text.to_string().into()))
+            .await
+            .expect("send frame");
     }
 
     /// The next JSON frame; panics on timeout or close.
@@ -56,7 +68,9 @@ impl Socket {
                 .expect("socket ended")
                 .expect("socket error");
             match msg {
-                Message::Text(t) => return serde_json::from_str(&t).expect("server frames are JSON"),
+                Message::Text(t) => {
+                    return serde_json::from_str(&t).expect("server frames are JSON")
+                }
                 Message::Close(c) => panic!("socket closed: {c:?}"),
                 _ => continue,
             }
@@ -101,7 +115,12 @@ impl Socket {
     }
 
     /// Send a chat message; returns the ack.
-    pub async fn send_message(&mut self, client_msg_id: &str, thread_id: Option<&str>, text: &str) -> Value {
+    pub async fn send_message(
+        &mut self,
+        client_msg_id: &str,
+        thread_id: Option<&str>,
+        text: &str,
+    ) -> Value {
         let mut frame = json!({"type": "send", "client_msg_id": client_msg_id, "text": text});
         if let Some(t) = thread_id {
             frame["thread_id"] = t.into();
@@ -125,8 +144,16 @@ impl Socket {
                     if message_id.is_empty() {
                         message_id = f["message_id"].as_str().unwrap_or_default().to_string();
                     }
-                    assert_eq!(f["message_id"].as_str(), Some(message_id.as_str()), "deltas of two replies interleaved");
-                    assert_eq!(f["index"].as_u64(), Some(deltas as u64), "delta out of order: {f}");
+                    assert_eq!(
+                        f["message_id"].as_str(),
+                        Some(message_id.as_str()),
+                        "deltas of two replies interleaved"
+                    );
+                    assert_eq!(
+                        f["index"].as_u64(),
+                        Some(deltas as u64),
+                        "delta out of order: {f}"
+                    );
                     text.push_str(f["text"].as_str().unwrap_or_default());
                     deltas += 1;
                 }

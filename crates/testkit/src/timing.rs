@@ -19,10 +19,11 @@ pub fn report_path() -> PathBuf {
 
 pub fn record(name: &str, elapsed: Duration) {
     let secs = elapsed.as_secs_f64();
-    let baseline: Option<f64> = std::fs::read_to_string(workspace_root().join("tests/unified/e2e/baseline.json"))
-        .ok()
-        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-        .and_then(|v| v["flows"][name]["seconds"].as_f64());
+    let baseline: Option<f64> =
+        std::fs::read_to_string(workspace_root().join("tests/unified/e2e/baseline.json"))
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .and_then(|v| v["flows"][name]["seconds"].as_f64());
     let line = match baseline {
         Some(b) if secs > b * (1.0 + MARGIN) => format!(
             "SLOWER  {name:<40} {secs:>7.2}s  baseline {b:.2}s (+{:.0}%, margin {:.0}%)",

@@ -15,7 +15,10 @@ pub struct TestUser {
 
 /// A unique address per call, so parallel tests never collide.
 pub fn unique_email(tag: &str) -> String {
-    format!("{tag}-{}@example.test", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "{tag}-{}@example.test",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 impl TestUser {
@@ -38,8 +41,14 @@ impl TestUser {
             email,
             password,
             display_name,
-            access_token: body["access_token"].as_str().expect("access token").to_string(),
-            refresh_token: body["refresh_token"].as_str().expect("refresh token").to_string(),
+            access_token: body["access_token"]
+                .as_str()
+                .expect("access token")
+                .to_string(),
+            refresh_token: body["refresh_token"]
+                .as_str()
+                .expect("refresh token")
+                .to_string(),
         }
     }
 }

@@ -59,10 +59,22 @@ async fn signup_errors_and_user_registered_event() {
     assert_eq!(body["error"]["code"], "email_taken");
 
     for (payload, field) in [
-        (json!({"email": "not-an-email", "password": "long enough pw", "display_name": "x"}), "email"),
-        (json!({"email": unique_email("weak"), "password": "short", "display_name": "x"}), "password"),
-        (json!({"email": unique_email("long"), "password": "x".repeat(300), "display_name": "x"}), "password"),
-        (json!({"email": unique_email("name"), "password": "long enough pw", "display_name": "n".repeat(200)}), "display_name"),
+        (
+            json!({"email": "not-an-email", "password": "long enough pw", "display_name": "x"}),
+            "email",
+        ),
+        (
+            json!({"email": unique_email("weak"), "password": "short", "display_name": "x"}),
+            "password",
+        ),
+        (
+            json!({"email": unique_email("long"), "password": "x".repeat(300), "display_name": "x"}),
+            "password",
+        ),
+        (
+            json!({"email": unique_email("name"), "password": "long enough pw", "display_name": "n".repeat(200)}),
+            "display_name",
+        ),
     ] {
         let (status, body) = post(&h, "/v1/auth/signup", payload.clone()).await;
         assert_eq!(status, 422, "{payload} → {body}");
@@ -81,7 +93,12 @@ async fn signup_errors_and_user_registered_event() {
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.expect("JSON error body");
     assert_eq!(body["error"]["code"], "malformed_request");
-    let (status, _) = post(&h, "/v1/auth/signup", json!({"email": 42, "password": true})).await;
+    let (status, _) = post(
+        &h,
+        "/v1/auth/signup",
+        json!({"email": 42, "password": true}),
+    )
+    .await;
     assert_eq!(status, 400);
 
     // SQL in a text field is just text.
@@ -94,7 +111,10 @@ async fn signup_errors_and_user_registered_event() {
     .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["user"]["display_name"], sneaky);
-    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&h.dbs.auth).await.unwrap();
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&h.dbs.auth)
+        .await
+        .unwrap();
     assert_eq!(users, 2, "only the two valid sign-ups exist");
 
     // user.registered went through the outbox to the stream, and the backend
@@ -109,10 +129,12 @@ async fn signup_errors_and_user_registered_event() {
     })
     .await;
     assert_eq!(name, "Grace");
-    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE event_type = 'user.registered'")
-        .fetch_one(&h.dbs.backend)
-        .await
-        .unwrap();
+    let applied: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM processed_events WHERE event_type = 'user.registered'",
+    )
+    .fetch_one(&h.dbs.backend)
+    .await
+    .unwrap();
     assert_eq!(applied, 2);
     let mut redis = h.redis.clone();
     let len: i64 = redis::cmd("XLEN")
@@ -137,7 +159,12 @@ async fn login_refresh_rotation_and_logout() {
     let user = h.sign_up().await;
 
     // Wrong password and unknown email: the same 401 body.
-    let (s1, wrong_pw) = post(&h, "/v1/auth/login", json!({"email": user.email, "password": "wrong password!"})).await;
+    let (s1, wrong_pw) = post(
+        &h,
+        "/v1/auth/login",
+        json!({"email": user.email, "password": "wrong password!"}),
+    )
+    .await;
     let (s2, unknown) = post(
         &h,
         "/v1/auth/login",
@@ -148,7 +175,12 @@ async fn login_refresh_rotation_and_logout() {
     assert_eq!(wrong_pw, unknown);
     assert_eq!(wrong_pw["error"]["code"], "invalid_credentials");
 
-    let (status, login) = post(&h, "/v1/auth/login", json!({"email": user.email, "password": user.password})).await;
+    let (status, login) = post(
+        &h,
+        "/v1/auth/login",
+        json!({"email": user.email, "password": user.password}),
+    )
+    .await;
     assert_eq!(status, 200, "{login}");
     let access = login["access_token"].as_str().unwrap().to_string();
     let refresh = login["refresh_token"].as_str().unwrap().to_string();
@@ -193,7 +225,12 @@ async fn login_refresh_rotation_and_logout() {
     let (status, body) = backend_get(&h, "/v1/threads", &user.access_token).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"]["code"], "session_revoked");
-    let (status, _) = post(&h, "/v1/auth/refresh", json!({"refresh_token": user.refresh_token})).await;
+    let (status, _) = post(
+        &h,
+        "/v1/auth/refresh",
+        json!({"refresh_token": user.refresh_token}),
+    )
+    .await;
     assert_eq!(status, 401);
 }
 
@@ -221,7 +258,9 @@ async fn forged_and_expired_tokens_are_rejected() {
 
     let parts: Vec<&str> = user.access_token.split('.').collect();
     let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[1]).unwrap(),
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(parts[1])
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(claims["sub"], user.id.as_str());
@@ -249,7 +288,11 @@ async fn forged_and_expired_tokens_are_rejected() {
     wrong_aud["aud"] = "someone-else".into();
     let mut wrong_iss = claims.clone();
     wrong_iss["iss"] = "https://evil.example".into();
-    let alg_none = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), parts[1]);
+    let alg_none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        parts[1]
+    );
     let hs256 = jsonwebtoken::encode(
         &jsonwebtoken::Header {
             kid: Some(kid.clone()),

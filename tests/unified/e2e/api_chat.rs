@@ -28,7 +28,10 @@ async fn message_life_cycle_and_resend_dedup() {
     assert_eq!(reply.text, echo_reply("first question"));
     assert!(reply.deltas > 1, "the reply streamed in one piece");
     assert_eq!(reply.done["seq"], 2);
-    assert!(reply.done["html"].as_str().unwrap().contains("You said: first question"));
+    assert!(reply.done["html"]
+        .as_str()
+        .unwrap()
+        .contains("You said: first question"));
 
     // A resend of the same client id (say, after a drop) neither doubles the
     // message nor starts a second reply.
@@ -43,13 +46,28 @@ async fn message_life_cycle_and_resend_dedup() {
     assert_eq!(ack2["seq"], 3);
     let reply2 = ws.collect_reply().await;
     let html = reply2.done["html"].as_str().unwrap();
-    assert!(reply2.text.contains("<script>"), "the stand-in echoed the raw text");
-    assert!(!html.contains("<script") && !html.contains("onerror"), "unsafe HTML survived: {html}");
+    assert!(
+        reply2.text.contains("<script>"),
+        "the stand-in echoed the raw text"
+    );
+    assert!(
+        !html.contains("<script") && !html.contains("onerror"),
+        "unsafe HTML survived: {html}"
+    );
     let requests = h.llm.as_ref().unwrap().requests();
-    let last = requests.last().unwrap()["messages"].as_array().unwrap().clone();
-    let contents: Vec<&str> = last.iter().map(|m| m["content"].as_str().unwrap()).collect();
+    let last = requests.last().unwrap()["messages"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let contents: Vec<&str> = last
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
     assert!(contents.contains(&"first question"), "{contents:?}");
-    assert!(contents.contains(&"You said: first question"), "{contents:?}");
+    assert!(
+        contents.contains(&"You said: first question"),
+        "{contents:?}"
+    );
 
     // History over HTTP, in order, the way a second device sees it.
     let body: Value = h
@@ -109,26 +127,39 @@ async fn bad_frames_get_errors_and_the_socket_survives() {
         ("[1,2,3]", "invalid_frame"),
         (r#"{"type":"launch_missiles"}"#, "unknown_type"),
         (r#"{"type":"send","client_msg_id":"x"}"#, "invalid_frame"),
-        (r#"{"type":"send","client_msg_id":"x","text":"   "}"#, "invalid_message"),
-        (r#"{"type":"auth","token":"again"}"#, "already_authenticated"),
+        (
+            r#"{"type":"send","client_msg_id":"x","text":"   "}"#,
+            "invalid_message",
+        ),
+        (
+            r#"{"type":"auth","token":"again"}"#,
+            "already_authenticated",
+        ),
     ];
     for (frame, code) in cases {
         ws.send_raw(frame).await;
         let err = ws.recv_type("error").await;
         assert_eq!(err["code"], code, "{frame} → {err}");
-        assert!(err["message"].as_str().unwrap().len() > 10, "error without a clear message: {err}");
+        assert!(
+            err["message"].as_str().unwrap().len() > 10,
+            "error without a clear message: {err}"
+        );
         // Still usable.
         ws.send(json!({"type": "ping"})).await;
         assert_eq!(ws.recv().await["type"], "pong");
     }
     let long = "x".repeat(16_001);
-    ws.send(json!({"type": "send", "client_msg_id": "long", "text": long})).await;
+    ws.send(json!({"type": "send", "client_msg_id": "long", "text": long}))
+        .await;
     assert_eq!(ws.recv_type("error").await["code"], "message_too_long");
     assert_eq!(count_messages(&h).await, 0, "bad frames changed nothing");
 
     // An oversized frame closes the socket with 1009 (documented).
-    ws.send_raw(&format!(r#"{{"type":"send","client_msg_id":"big","text":"{}"}}"#, "y".repeat(70_000)))
-        .await;
+    ws.send_raw(&format!(
+        r#"{{"type":"send","client_msg_id":"big","text":"{}"}}"#,
+        "y".repeat(70_000)
+    ))
+    .await;
     assert_eq!(ws.expect_close().await, 1009);
     assert_eq!(count_messages(&h).await, 0);
 
@@ -138,14 +169,24 @@ async fn bad_frames_get_errors_and_the_socket_survives() {
     assert_eq!(anon.recv_type("error").await["code"], "auth_required");
     assert_eq!(anon.expect_close().await, 4000);
     let mut forged = h.raw_socket().await;
-    forged.send(json!({"type": "auth", "token": "eyJhbGciOiJub25lIn0.e30."})).await;
+    forged
+        .send(json!({"type": "auth", "token": "eyJhbGciOiJub25lIn0.e30."}))
+        .await;
     assert_eq!(forged.recv_type("error").await["code"], "invalid_token");
     assert_eq!(forged.expect_close().await, 4002);
 
     // A page on another origin cannot open the socket, directly or via web.
     let backend_ws = h.backend_url.replacen("http://", "ws://", 1) + "/v1/ws";
-    assert!(Socket::try_connect(&backend_ws, Some("https://evil.example")).await.is_err());
-    assert!(Socket::try_connect(&h.web_ws_url(), Some("https://evil.example")).await.is_err());
+    assert!(
+        Socket::try_connect(&backend_ws, Some("https://evil.example"))
+            .await
+            .is_err()
+    );
+    assert!(
+        Socket::try_connect(&h.web_ws_url(), Some("https://evil.example"))
+            .await
+            .is_err()
+    );
     // Without an Origin (not a browser) web refuses too: only its own pages
     // use its socket; other clients talk to the backend directly.
     assert!(Socket::try_connect(&h.web_ws_url(), None).await.is_err());
@@ -163,7 +204,10 @@ async fn bad_frames_get_errors_and_the_socket_survives() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "malformed_request");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "malformed_request"
+    );
     let r = h
         .http
         .get(format!("{}/v1/threads/not-a-uuid/messages", h.backend_url))

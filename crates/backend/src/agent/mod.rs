@@ -38,7 +38,9 @@ impl LlmConfig {
             model: env.string("CONFAB_LLM_MODEL", "gpt-4o-mini"),
             timeout: Duration::from_secs(env.parse("CONFAB_LLM_TIMEOUT_SECS", 60u64)?),
             context_chars: env.parse("CONFAB_LLM_CONTEXT_CHARS", 24_000usize)?,
-            offline_token_delay: Duration::from_millis(env.parse("CONFAB_OFFLINE_TOKEN_DELAY_MS", 12u64)?),
+            offline_token_delay: Duration::from_millis(
+                env.parse("CONFAB_OFFLINE_TOKEN_DELAY_MS", 12u64)?,
+            ),
         })
     }
 }
@@ -92,7 +94,9 @@ impl ProviderError {
     pub fn code(&self) -> &'static str {
         match self {
             ProviderError::Status { status, .. } if *status == 429 => "agent_rate_limited",
-            ProviderError::Status { status, .. } if *status == 401 || *status == 403 => "agent_auth_failed",
+            ProviderError::Status { status, .. } if *status == 401 || *status == 403 => {
+                "agent_auth_failed"
+            }
             ProviderError::Status { .. } => "agent_unavailable",
             ProviderError::Timeout => "agent_timeout",
             ProviderError::Connection(_) => "agent_unreachable",

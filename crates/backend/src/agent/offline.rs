@@ -81,9 +81,15 @@ pub fn answer(question: &str, turns: usize) -> String {
     let has = |w: &str| words.contains(&w);
 
     if let Some(value) = arithmetic(q) {
-        return format!("**{}** = **{}**", q.trim_end_matches(['=', '?', ' ']), format_number(value));
+        return format!(
+            "**{}** = **{}**",
+            q.trim_end_matches(['=', '?', ' ']),
+            format_number(value)
+        );
     }
-    if words.len() <= 4 && (has("hi") || has("hello") || has("hey") || has("hallo") || lower.starts_with("good ")) {
+    if words.len() <= 4
+        && (has("hi") || has("hello") || has("hey") || has("hallo") || lower.starts_with("good "))
+    {
         let again = if turns > 1 { " again" } else { "" };
         return format!(
             "Hello{again}! 👋 I'm **Confab's built-in offline assistant**. I run inside Confab itself, \
@@ -91,7 +97,11 @@ pub fn answer(question: &str, turns: usize) -> String {
              Markdown demo, and explaining how Confab works.\n\nAsk me `what can you do?` or try `12 * (3 + 4)`.\n\n{CONNECT_HINT}"
         );
     }
-    if has("help") || lower.contains("what can you do") || lower.contains("who are you") || has("offline") {
+    if has("help")
+        || lower.contains("what can you do")
+        || lower.contains("who are you")
+        || has("offline")
+    {
         return format!(
             "I'm the **offline assistant** that ships with Confab. Here is what I can do:\n\n\
              | Ask me | I answer |\n|---|---|\n\
@@ -139,14 +149,28 @@ fn format_number(v: f64) -> String {
 /// Evaluate `+ - * / ^` and parentheses, if the whole text is an expression
 /// with at least one operator.
 pub fn arithmetic(text: &str) -> Option<f64> {
-    let t: String = text.trim().trim_end_matches(['=', '?']).chars().filter(|c| !c.is_whitespace()).collect();
-    if t.is_empty() || !t.chars().any(|c| "+-*/^".contains(c)) || !t.chars().any(|c| c.is_ascii_digit()) {
+    let t: String = text
+        .trim()
+        .trim_end_matches(['=', '?'])
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    if t.is_empty()
+        || !t.chars().any(|c| "+-*/^".contains(c))
+        || !t.chars().any(|c| c.is_ascii_digit())
+    {
         return None;
     }
-    if !t.chars().all(|c| c.is_ascii_digit() || "+-*/^().".contains(c)) {
+    if !t
+        .chars()
+        .all(|c| c.is_ascii_digit() || "+-*/^().".contains(c))
+    {
         return None;
     }
-    let mut p = Parser { s: t.as_bytes(), i: 0 };
+    let mut p = Parser {
+        s: t.as_bytes(),
+        i: 0,
+    };
     let v = p.expr()?;
     (p.i == p.s.len() && v.is_finite()).then_some(v)
 }
@@ -208,7 +232,10 @@ impl Parser<'_> {
         while self.peek().is_some_and(|c| c.is_ascii_digit() || c == b'.') {
             self.i += 1;
         }
-        std::str::from_utf8(&self.s[start..self.i]).ok()?.parse().ok()
+        std::str::from_utf8(&self.s[start..self.i])
+            .ok()?
+            .parse()
+            .ok()
     }
 }
 

@@ -155,6 +155,8 @@ where
     tokio_stream_from(rx)
 }
 
-fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<Result<String, ProviderError>>) -> TokenStream {
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<String, ProviderError>>,
+) -> TokenStream {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
 }

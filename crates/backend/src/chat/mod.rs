@@ -120,12 +120,15 @@ impl Chat {
         let thread = match thread_id {
             Some(id) => store::threads::get(&mut *tx, user, id)
                 .await?
-                .ok_or(Error::NotFound("That conversation does not exist or was deleted."))?,
+                .ok_or(Error::NotFound(
+                    "That conversation does not exist or was deleted.",
+                ))?,
             None => {
                 let ws = store::profiles::default_workspace(&mut *tx, user)
                     .await?
                     .ok_or(Error::NotFound("Your workspace is missing."))?;
-                store::threads::create(&mut *tx, user, ws.id, &store::threads::title_from(text)).await?
+                store::threads::create(&mut *tx, user, ws.id, &store::threads::title_from(text))
+                    .await?
             }
         };
         let seq = store::threads::next_seq(&mut tx, thread.id).await?;
@@ -214,7 +217,12 @@ impl Chat {
         locks.entry(thread).or_default().clone()
     }
 
-    async fn generate(&self, user: UserId, thread: ThreadId, question: MessageId) -> Result<(), Error> {
+    async fn generate(
+        &self,
+        user: UserId,
+        thread: ThreadId,
+        question: MessageId,
+    ) -> Result<(), Error> {
         let lock = self.thread_lock(thread);
         let _guard = lock.lock().await;
         let db = &self.inner.db;
@@ -256,7 +264,8 @@ impl Chat {
                         Some(Err(e)) => break Err(e),
                         Some(Ok(delta)) => {
                             text.push_str(&delta);
-                            self.publish_delta(user, thread, id, seq, index, delta).await;
+                            self.publish_delta(user, thread, id, seq, index, delta)
+                                .await;
                             index += 1;
                         }
                     }
@@ -313,7 +322,9 @@ impl Chat {
         loop {
             let result = match self.inner.provider.stream(context.clone()).await {
                 Ok(mut s) => match s.next().await {
-                    Some(Ok(first)) => Ok(futures::stream::once(async { Ok(first) }).chain(s).boxed()),
+                    Some(Ok(first)) => {
+                        Ok(futures::stream::once(async { Ok(first) }).chain(s).boxed())
+                    }
                     Some(Err(e)) => Err(e),
                     None => Ok(futures::stream::empty().boxed()),
                 },
@@ -344,7 +355,11 @@ impl Chat {
                 break;
             }
             budget = budget.saturating_sub(len);
-            let role = if m.role == "user" { Role::User } else { Role::Assistant };
+            let role = if m.role == "user" {
+                Role::User
+            } else {
+                Role::Assistant
+            };
             picked.push(ChatMessage {
                 role,
                 content: m.content,
@@ -358,7 +373,15 @@ impl Chat {
         Ok(picked)
     }
 
-    async fn publish_delta(&self, user: UserId, thread: ThreadId, id: MessageId, seq: i64, index: u64, text: String) {
+    async fn publish_delta(
+        &self,
+        user: UserId,
+        thread: ThreadId,
+        id: MessageId,
+        seq: i64,
+        index: u64,
+        text: String,
+    ) {
         let mut redis = self.inner.redis.clone();
         let key = self.inner.keys.live_stream(id);
         let added: Result<String, _> = redis::cmd("XADD")
@@ -400,10 +423,17 @@ impl Chat {
 
     /// Everything after `after_seq` in a thread, as frames: stored messages,
     /// then the deltas so far of any reply still being generated.
-    pub async fn resume(&self, user: UserId, thread: ThreadId, after_seq: i64) -> Result<Vec<ServerFrame>, Error> {
+    pub async fn resume(
+        &self,
+        user: UserId,
+        thread: ThreadId,
+        after_seq: i64,
+    ) -> Result<Vec<ServerFrame>, Error> {
         store::threads::get(&self.inner.db, user, thread)
             .await?
-            .ok_or(Error::NotFound("That conversation does not exist or was deleted."))?;
+            .ok_or(Error::NotFound(
+                "That conversation does not exist or was deleted.",
+            ))?;
         let rows = store::messages::list_after(&self.inner.db, thread, after_seq, 1000).await?;
         let mut frames = Vec::with_capacity(rows.len());
         for m in rows {
@@ -419,7 +449,12 @@ impl Chat {
         Ok(frames)
     }
 
-    async fn live_deltas(&self, thread: ThreadId, id: MessageId, seq: i64) -> Result<Vec<ServerFrame>, Error> {
+    async fn live_deltas(
+        &self,
+        thread: ThreadId,
+        id: MessageId,
+        seq: i64,
+    ) -> Result<Vec<ServerFrame>, Error> {
         let mut redis = self.inner.redis.clone();
         let entries: redis::streams::StreamRangeReply =
             redis.xrange_all(self.inner.keys.live_stream(id)).await?;

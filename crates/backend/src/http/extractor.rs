@@ -17,7 +17,10 @@ pub struct AuthUser {
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -52,7 +55,8 @@ async fn ensure_profile(state: &AppState, claims: &Claims) -> Result<(), Error> 
     if state.known_users.contains(claims.sub) {
         return Ok(());
     }
-    crate::store::profiles::upsert(&state.db, claims.sub, &claims.email, &claims.name, false).await?;
+    crate::store::profiles::upsert(&state.db, claims.sub, &claims.email, &claims.name, false)
+        .await?;
     state.known_users.insert(claims.sub);
     Ok(())
 }

@@ -37,16 +37,15 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    let migrations = match sqlx::query_scalar::<_, i64>(
-        "SELECT count(*) FROM _sqlx_migrations WHERE success",
-    )
-    .fetch_one(&state.db)
-    .await
-    {
-        Ok(n) if n as usize >= crate::MIGRATOR.iter().count() => Ok(()),
-        Ok(n) => Err(format!("{n} migrations applied")),
-        Err(e) => Err(e.to_string()),
-    };
+    let migrations =
+        match sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&state.db)
+            .await
+        {
+            Ok(n) if n as usize >= crate::MIGRATOR.iter().count() => Ok(()),
+            Ok(n) => Err(format!("{n} migrations applied")),
+            Err(e) => Err(e.to_string()),
+        };
     let pubsub = if state.hub.is_subscribed() {
         Ok(())
     } else {

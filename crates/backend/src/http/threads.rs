@@ -21,10 +21,15 @@ pub async fn me(State(state): State<AppState>, user: AuthUser) -> Result<impl In
         .await?
         .ok_or(Error::NotFound("Profile not found."))?;
     let workspace = store::profiles::default_workspace(&state.db, user.id).await?;
-    Ok(ApiJson(json!({ "profile": profile, "workspace": workspace })))
+    Ok(ApiJson(
+        json!({ "profile": profile, "workspace": workspace }),
+    ))
 }
 
-pub async fn list(State(state): State<AppState>, user: AuthUser) -> Result<impl IntoResponse, Error> {
+pub async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<impl IntoResponse, Error> {
     let threads = store::threads::list(&state.db, user.id, 200).await?;
     Ok(ApiJson(json!({ "threads": threads })))
 }
@@ -43,7 +48,11 @@ pub async fn create(
 ) -> Result<impl IntoResponse, Error> {
     let title = body.title.as_deref().map(str::trim).unwrap_or("");
     if title.chars().count() > 200 {
-        return Err(Error::invalid("invalid_title", Some("title"), "The title is longer than 200 characters."));
+        return Err(Error::invalid(
+            "invalid_title",
+            Some("title"),
+            "The title is longer than 200 characters.",
+        ));
     }
     let title = if title.is_empty() { "New chat" } else { title };
     let ws = store::profiles::default_workspace(&state.db, user.id)
@@ -60,7 +69,9 @@ pub async fn get(
 ) -> Result<impl IntoResponse, Error> {
     let thread = store::threads::get(&state.db, user.id, parse_thread(&id)?)
         .await?
-        .ok_or(Error::NotFound("That conversation does not exist or was deleted."))?;
+        .ok_or(Error::NotFound(
+            "That conversation does not exist or was deleted.",
+        ))?;
     Ok(ApiJson(json!({ "thread": thread })))
 }
 
@@ -81,7 +92,9 @@ pub async fn messages(
     let Query(page) = page.map_err(|e| Error::Malformed(e.body_text()))?;
     let thread = store::threads::get(&state.db, user.id, parse_thread(&id)?)
         .await?
-        .ok_or(Error::NotFound("That conversation does not exist or was deleted."))?;
+        .ok_or(Error::NotFound(
+            "That conversation does not exist or was deleted.",
+        ))?;
     let limit = page.limit.unwrap_or(500).clamp(1, 1000);
     let rows = store::messages::list_after(&state.db, thread.id, page.after_seq, limit).await?;
     let messages: Vec<MessageView> = rows.into_iter().map(MessageView::from).collect();

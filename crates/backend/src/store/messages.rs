@@ -38,12 +38,18 @@ pub async fn by_client_id<'e>(
     .await
 }
 
-pub async fn get<'e>(db: impl PgExecutor<'e>, user: UserId, id: MessageId) -> Result<Option<Message>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM messages WHERE id = $1 AND user_id = $2"))
-        .bind(id)
-        .bind(user)
-        .fetch_optional(db)
-        .await
+pub async fn get<'e>(
+    db: impl PgExecutor<'e>,
+    user: UserId,
+    id: MessageId,
+) -> Result<Option<Message>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM messages WHERE id = $1 AND user_id = $2"
+    ))
+    .bind(id)
+    .bind(user)
+    .fetch_optional(db)
+    .await
 }
 
 pub struct NewMessage<'a> {
@@ -58,7 +64,10 @@ pub struct NewMessage<'a> {
     pub reply_to: Option<MessageId>,
 }
 
-pub async fn insert<'e>(db: impl PgExecutor<'e>, m: NewMessage<'_>) -> Result<Message, sqlx::Error> {
+pub async fn insert<'e>(
+    db: impl PgExecutor<'e>,
+    m: NewMessage<'_>,
+) -> Result<Message, sqlx::Error> {
     sqlx::query_as(&format!(
         "INSERT INTO messages (id, thread_id, user_id, role, content, status, seq, client_msg_id, reply_to)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
@@ -95,7 +104,12 @@ pub async fn list_after(
 
 /// The completed messages of a thread before `before_seq`, newest first:
 /// the model's context, trimmed by the caller.
-pub async fn context(pool: &PgPool, thread: ThreadId, before_seq: i64, limit: i64) -> Result<Vec<Message>, sqlx::Error> {
+pub async fn context(
+    pool: &PgPool,
+    thread: ThreadId,
+    before_seq: i64,
+    limit: i64,
+) -> Result<Vec<Message>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM messages WHERE thread_id = $1 AND seq < $2 AND status = 'complete'
          ORDER BY seq DESC LIMIT $3"
@@ -108,15 +122,23 @@ pub async fn context(pool: &PgPool, thread: ThreadId, before_seq: i64, limit: i6
 }
 
 pub async fn complete(pool: &PgPool, id: MessageId, content: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE messages SET content = $2, status = 'complete', updated_at = now() WHERE id = $1")
-        .bind(id)
-        .bind(content)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "UPDATE messages SET content = $2, status = 'complete', updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(content)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
-pub async fn fail(pool: &PgPool, id: MessageId, partial: &str, code: &str, message: &str) -> Result<(), sqlx::Error> {
+pub async fn fail(
+    pool: &PgPool,
+    id: MessageId,
+    partial: &str,
+    code: &str,
+    message: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE messages SET content = $2, status = 'failed', error_code = $3, error_message = $4,
                 updated_at = now() WHERE id = $1",

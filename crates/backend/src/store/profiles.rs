@@ -64,7 +64,10 @@ pub async fn upsert_in<'e>(
     Ok(())
 }
 
-pub async fn ensure_default_workspace<'e>(db: impl PgExecutor<'e>, user: UserId) -> Result<(), sqlx::Error> {
+pub async fn ensure_default_workspace<'e>(
+    db: impl PgExecutor<'e>,
+    user: UserId,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO workspaces (id, owner_id, name, is_default) VALUES ($1, $2, 'Personal', true)
          ON CONFLICT (owner_id) WHERE is_default DO NOTHING",
@@ -85,7 +88,10 @@ pub async fn get(pool: &PgPool, user: UserId) -> Result<Option<Profile>, sqlx::E
     .await
 }
 
-pub async fn default_workspace<'e>(db: impl PgExecutor<'e>, user: UserId) -> Result<Option<Workspace>, sqlx::Error> {
+pub async fn default_workspace<'e>(
+    db: impl PgExecutor<'e>,
+    user: UserId,
+) -> Result<Option<Workspace>, sqlx::Error> {
     sqlx::query_as("SELECT id, name, is_default FROM workspaces WHERE owner_id = $1 AND is_default")
         .bind(user)
         .fetch_optional(db)

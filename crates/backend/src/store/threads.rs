@@ -16,7 +16,11 @@ pub struct Thread {
 
 const COLUMNS: &str = "id, title, last_seq, created_at, updated_at";
 
-pub async fn list<'e>(db: impl PgExecutor<'e>, user: UserId, limit: i64) -> Result<Vec<Thread>, sqlx::Error> {
+pub async fn list<'e>(
+    db: impl PgExecutor<'e>,
+    user: UserId,
+    limit: i64,
+) -> Result<Vec<Thread>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM threads WHERE user_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2"
     ))
@@ -26,12 +30,18 @@ pub async fn list<'e>(db: impl PgExecutor<'e>, user: UserId, limit: i64) -> Resu
     .await
 }
 
-pub async fn get<'e>(db: impl PgExecutor<'e>, user: UserId, id: ThreadId) -> Result<Option<Thread>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM threads WHERE id = $1 AND user_id = $2"))
-        .bind(id)
-        .bind(user)
-        .fetch_optional(db)
-        .await
+pub async fn get<'e>(
+    db: impl PgExecutor<'e>,
+    user: UserId,
+    id: ThreadId,
+) -> Result<Option<Thread>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM threads WHERE id = $1 AND user_id = $2"
+    ))
+    .bind(id)
+    .bind(user)
+    .fetch_optional(db)
+    .await
 }
 
 pub async fn create<'e>(
@@ -65,7 +75,11 @@ pub async fn next_seq(conn: &mut PgConnection, id: ThreadId) -> Result<i64, sqlx
 
 /// A title from the first message: its first line, at most 60 characters.
 pub fn title_from(text: &str) -> String {
-    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("New chat");
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("New chat");
     let mut title: String = line.chars().take(60).collect();
     if line.chars().count() > 60 {
         title.push('…');

@@ -80,7 +80,11 @@ impl Hub {
         }
     }
 
-    pub fn register(&self, user: UserId, sid: SessionId) -> (Registration, mpsc::Receiver<Outbound>) {
+    pub fn register(
+        &self,
+        user: UserId,
+        sid: SessionId,
+    ) -> (Registration, mpsc::Receiver<Outbound>) {
         let (tx, rx) = mpsc::channel(SOCKET_BUFFER);
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         self.inner
@@ -107,7 +111,13 @@ impl Hub {
 
     /// Number of sockets this instance holds.
     pub fn connections(&self) -> usize {
-        self.inner.users.lock().expect("hub lock").values().map(HashMap::len).sum()
+        self.inner
+            .users
+            .lock()
+            .expect("hub lock")
+            .values()
+            .map(HashMap::len)
+            .sum()
     }
 
     fn deliver(&self, user: UserId, payload: &str) {
@@ -121,10 +131,15 @@ impl Hub {
 
     fn revoke(&self, sid: SessionId) {
         let users = self.inner.users.lock().expect("hub lock");
-        for conn in users.values().flat_map(HashMap::values).filter(|c| c.sid == sid) {
-            let _ = conn
-                .tx
-                .try_send(Outbound::Close(super::protocol::close::SESSION_REVOKED, "session revoked"));
+        for conn in users
+            .values()
+            .flat_map(HashMap::values)
+            .filter(|c| c.sid == sid)
+        {
+            let _ = conn.tx.try_send(Outbound::Close(
+                super::protocol::close::SESSION_REVOKED,
+                "session revoked",
+            ));
         }
     }
 
@@ -163,7 +178,10 @@ impl Hub {
         let keys = &self.inner.keys;
         pubsub.psubscribe(keys.user_channel_pattern()).await?;
         pubsub.subscribe(keys.revocations_channel()).await?;
-        let user_prefix = keys.user_channel_pattern().trim_end_matches('*').to_string();
+        let user_prefix = keys
+            .user_channel_pattern()
+            .trim_end_matches('*')
+            .to_string();
         let revocations = keys.revocations_channel();
         self.inner.subscribed.store(true, Ordering::Release);
         let mut messages = pubsub.on_message();
@@ -176,11 +194,17 @@ impl Hub {
                 if let Ok(sid) = payload.parse::<SessionId>() {
                     self.revoke(sid);
                 }
-            } else if let Some(user) = channel.strip_prefix(&user_prefix).and_then(|u| u.parse::<UserId>().ok()) {
+            } else if let Some(user) = channel
+                .strip_prefix(&user_prefix)
+                .and_then(|u| u.parse::<UserId>().ok())
+            {
                 self.deliver(user, &payload);
             }
         }
         self.inner.subscribed.store(false, Ordering::Release);
-        Err(redis::RedisError::from((redis::ErrorKind::IoError, "pub/sub stream ended")))
+        Err(redis::RedisError::from((
+            redis::ErrorKind::IoError,
+            "pub/sub stream ended",
+        )))
     }
 }

@@ -26,14 +26,22 @@ use std::time::Duration;
 /// How long a new socket may take to send its `auth` frame.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
     // Browsers always send Origin; a foreign one means another site is trying
     // to use the user's credentials (cross-site WebSocket hijacking).
     if let Some(origin) = headers.get(ORIGIN).and_then(|o| o.to_str().ok()) {
         let origin = origin.trim_end_matches('/');
         if !state.config.allowed_origins.iter().any(|a| a == origin) {
-            return Error::invalid("origin_not_allowed", None, "This origin may not open a chat socket.")
-                .into_response_with(axum::http::StatusCode::FORBIDDEN);
+            return Error::invalid(
+                "origin_not_allowed",
+                None,
+                "This origin may not open a chat socket.",
+            )
+            .into_response_with(axum::http::StatusCode::FORBIDDEN);
         }
     }
     // The transport limit is a backstop; the gateway enforces the documented
@@ -55,7 +63,9 @@ impl Error {
 type Sink = SplitSink<WebSocket, Message>;
 
 async fn send(sink: &mut Sink, frame: &ServerFrame) -> bool {
-    sink.send(Message::Text(frame.to_json().into())).await.is_ok()
+    sink.send(Message::Text(frame.to_json().into()))
+        .await
+        .is_ok()
 }
 
 async fn close_with(sink: &mut Sink, code: u16, reason: &str) {
@@ -89,13 +99,19 @@ async fn session(state: AppState, socket: WebSocket) {
             match serde_json::from_str::<ClientFrame>(&t) {
                 Ok(ClientFrame::Auth { token }) => token,
                 _ => {
-                    let f = ServerFrame::error("auth_required", "The first frame must be {\"type\":\"auth\",\"token\":…}.", false);
+                    let f = ServerFrame::error(
+                        "auth_required",
+                        "The first frame must be {\"type\":\"auth\",\"token\":…}.",
+                        false,
+                    );
                     send(&mut sink, &f).await;
                     return close_with(&mut sink, close::AUTH_REQUIRED, "auth required").await;
                 }
             }
         }
-        Ok(Some(Ok(Message::Text(_)))) => return close_with(&mut sink, close::TOO_BIG, "frame too large").await,
+        Ok(Some(Ok(Message::Text(_)))) => {
+            return close_with(&mut sink, close::TOO_BIG, "frame too large").await
+        }
         Err(_) => return close_with(&mut sink, close::AUTH_REQUIRED, "auth timeout").await,
         _ => return close_with(&mut sink, close::AUTH_REQUIRED, "auth required").await,
     };
@@ -107,7 +123,11 @@ async fn session(state: AppState, socket: WebSocket) {
                 Error::Token(TokenError::Revoked) => close::SESSION_REVOKED,
                 _ => close::INVALID_TOKEN,
             };
-            send(&mut sink, &ServerFrame::error(e.code(), e.public_message(), false)).await;
+            send(
+                &mut sink,
+                &ServerFrame::error(e.code(), e.public_message(), false),
+            )
+            .await;
             return close_with(&mut sink, code, e.code()).await;
         }
     };
@@ -191,7 +211,11 @@ async fn handle(state: &AppState, ctx: &mut Ctx, text: &str) -> Vec<ServerFrame>
             )]
         }
     };
-    let Some(kind) = value.get("type").and_then(|t| t.as_str()).map(str::to_string) else {
+    let Some(kind) = value
+        .get("type")
+        .and_then(|t| t.as_str())
+        .map(str::to_string)
+    else {
         return vec![ServerFrame::error(
             "invalid_frame",
             "Frames must be JSON objects with a string \"type\".",
@@ -201,16 +225,26 @@ async fn handle(state: &AppState, ctx: &mut Ctx, text: &str) -> Vec<ServerFrame>
     if !CLIENT_TYPES.contains(&kind.as_str()) {
         return vec![ServerFrame::error(
             "unknown_type",
-            format!("Unknown frame type {kind:?}; expected one of {}.", CLIENT_TYPES.join(", ")),
+            format!(
+                "Unknown frame type {kind:?}; expected one of {}.",
+                CLIENT_TYPES.join(", ")
+            ),
             false,
         )];
     }
-    let client_msg_id = value.get("client_msg_id").and_then(|v| v.as_str()).map(str::to_string);
+    let client_msg_id = value
+        .get("client_msg_id")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
     let frame: ClientFrame = match serde_json::from_value(value) {
         Ok(f) => f,
         Err(e) => {
             return vec![with_client_id(
-                ServerFrame::error("invalid_frame", format!("Invalid {kind:?} frame: {e}."), false),
+                ServerFrame::error(
+                    "invalid_frame",
+                    format!("Invalid {kind:?} frame: {e}."),
+                    false,
+                ),
                 client_msg_id,
             )]
         }
@@ -231,12 +265,13 @@ async fn handle(state: &AppState, ctx: &mut Ctx, text: &str) -> Vec<ServerFrame>
             thread_id,
             text,
         } => send_message(state, ctx, client_msg_id, thread_id, text).await,
-        ClientFrame::Resume { thread_id, after_seq } => {
-            match state.chat.resume(ctx.user, thread_id, after_seq).await {
-                Ok(frames) => frames,
-                Err(e) => vec![error_frame(&e, None)],
-            }
-        }
+        ClientFrame::Resume {
+            thread_id,
+            after_seq,
+        } => match state.chat.resume(ctx.user, thread_id, after_seq).await {
+            Ok(frames) => frames,
+            Err(e) => vec![error_frame(&e, None)],
+        },
         ClientFrame::Retry { message_id } => match state.chat.retry(ctx.user, message_id).await {
             Ok(()) => vec![],
             Err(e) => {
@@ -302,7 +337,10 @@ async fn send_message(
         )];
     }
     let fail = |code: &str, message: String| {
-        vec![with_client_id(ServerFrame::error(code, message, false), Some(client_msg_id.clone()))]
+        vec![with_client_id(
+            ServerFrame::error(code, message, false),
+            Some(client_msg_id.clone()),
+        )]
     };
     if text.trim().is_empty() {
         return fail("invalid_message", "The message is empty.".into());
@@ -314,7 +352,11 @@ async fn send_message(
             format!("The message is longer than {max} characters; shorten it or split it up."),
         );
     }
-    match state.chat.send(ctx.user, &client_msg_id, thread_id, &text).await {
+    match state
+        .chat
+        .send(ctx.user, &client_msg_id, thread_id, &text)
+        .await
+    {
         Ok(sent) => {
             let ack = ServerFrame::Ack {
                 client_msg_id: client_msg_id.clone(),
@@ -327,7 +369,9 @@ async fn send_message(
                 // Deltas reach this socket through the hub's channel, which the
                 // session loop reads only after it has written the frames
                 // returned here: the ack always precedes the first delta.
-                state.chat.start_reply(ctx.user, sent.thread_id, sent.message_id);
+                state
+                    .chat
+                    .start_reply(ctx.user, sent.thread_id, sent.message_id);
             }
             vec![ack]
         }
