@@ -1,0 +1,549 @@
+//! Router tests: each builds the real router (as `run` does) and drives it
+//! with `tower::ServiceExt::oneshot`, or, where a real socket is needed (the
+//! WebSocket relay), serves it on a loopback port next to a stand-in backend.
+
+use crate::{app, pages::CSP, proxy, ws, AppState, Config};
+use axum::{
+    body::{to_bytes, Body},
+    extract::ws::{CloseFrame, Message, WebSocketUpgrade},
+    http::{header, HeaderMap, Request, StatusCode},
+    response::{AppendHeaders, IntoResponse},
+    routing::{any, get},
+    Router,
+};
+use futures::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::{self as ts, client::IntoClientRequest};
+use tower::ServiceExt;
+
+fn state(auth_url: &str, backend_url: &str) -> AppState {
+    // The senders are leaked on purpose: a dropped shutdown sender must not
+    // look like "stop now" to a relay under test.
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    std::mem::forget(shutdown_tx);
+    let (relays_tx, _relays_rx) = mpsc::channel(1);
+    AppState::new(
+        Config {
+            host: "127.0.0.1".into(),
+            port: 0,
+            auth_url: auth_url.into(),
+            backend_url: backend_url.into(),
+        },
+        shutdown_rx,
+        relays_tx,
+    )
+    .unwrap()
+}
+
+/// An address nothing listens on: bind a port, then free it.
+async fn dead_url() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    format!("http://{addr}")
+}
+
+async fn serve(router: Router) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            l,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    addr
+}
+
+async fn get_page(router: Router, path: &str) -> (StatusCode, HeaderMap, String) {
+    let res = router
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = to_bytes(res.into_body(), usize::MAX).await.unwrap();
+    (status, headers, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn pages_render_with_their_test_ids_and_security_headers() {
+    let cases: &[(&str, &[&str])] = &[
+        ("/", &["cta-signup", "cta-login"]),
+        (
+            "/signup",
+            &[
+                "signup-display-name",
+                "signup-email",
+                "signup-password",
+                "signup-submit",
+                "form-error",
+            ],
+        ),
+        (
+            "/login",
+            &[
+                "login-email",
+                "login-password",
+                "login-submit",
+                "form-error",
+            ],
+        ),
+        (
+            "/app",
+            &[
+                "new-chat",
+                "thread-list",
+                "user-display-name",
+                "logout",
+                "message-list",
+                "chat-input",
+                "chat-send",
+                "connection-status",
+                "message-content",
+            ],
+        ),
+        (
+            "/app/t/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+            &["message-list", "chat-input"],
+        ),
+        (
+            "/settings",
+            &["settings-display-name", "settings-email", "logout"],
+        ),
+    ];
+    let router = app(state("http://127.0.0.1:9", "http://127.0.0.1:9"));
+    for (path, ids) in cases {
+        let (status, headers, body) = get_page(router.clone(), path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(headers[header::CONTENT_SECURITY_POLICY], CSP, "{path}");
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{path}");
+        assert_eq!(headers[header::REFERRER_POLICY], "same-origin", "{path}");
+        assert!(headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        for id in *ids {
+            assert!(
+                body.contains(&format!("data-testid=\"{id}\"")),
+                "{path} lacks {id}"
+            );
+        }
+        // The CSP forbids inline script; a page that had one would break.
+        assert!(!body.contains("<script>"), "{path} has an inline script");
+        assert!(!body.contains("style=\""), "{path} has an inline style");
+    }
+}
+
+#[tokio::test]
+async fn the_password_field_is_a_new_password_of_eight_or_more() {
+    let (_, _, body) = get_page(app(state("http://x", "http://x")), "/signup").await;
+    let input = body
+        .split("<input")
+        .find(|i| i.contains("data-testid=\"signup-password\""))
+        .unwrap();
+    for attr in [
+        "type=\"password\"",
+        "autocomplete=\"new-password\"",
+        "minlength=\"8\"",
+    ] {
+        assert!(input.contains(attr), "missing {attr}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_pages_are_a_404_page() {
+    let router = app(state("http://x", "http://x"));
+    for path in ["/nope", "/app/t/not%20an%20id", "/static/missing.js"] {
+        let (status, headers, _) = get_page(router.clone(), path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    }
+    let (_, headers, body) = get_page(router, "/nope").await;
+    assert!(headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(body.contains("data-testid=\"not-found\""));
+}
+
+#[tokio::test]
+async fn assets_have_their_types_and_are_cached_by_version() {
+    let router = app(state("http://x", "http://x"));
+    for (file, ty) in [
+        ("app.css", "text/css"),
+        ("app.js", "text/javascript"),
+        ("auth.js", "text/javascript"),
+        ("favicon.svg", "image/svg+xml"),
+    ] {
+        let (status, headers, _) = get_page(router.clone(), &format!("/static/{file}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with(ty),
+            "{file}"
+        );
+        assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
+
+        let versioned = format!("/static/{file}?v={}", crate::assets::VERSION.as_str());
+        let (_, headers, _) = get_page(router.clone(), &versioned).await;
+        assert!(headers[header::CACHE_CONTROL]
+            .to_str()
+            .unwrap()
+            .contains("immutable"));
+
+        let etag = headers[header::ETAG].clone();
+        let res = router
+            .clone()
+            .oneshot(
+                Request::get(format!("/static/{file}"))
+                    .header(header::IF_NONE_MATCH, etag)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+    }
+    // Pages link the current version, so a deploy changes every asset URL.
+    let (_, _, page) = get_page(router, "/").await;
+    assert!(page.contains(&format!(
+        "/static/app.css?v={}",
+        crate::assets::VERSION.as_str()
+    )));
+}
+
+#[tokio::test]
+async fn a_down_backend_is_a_502_with_a_json_error() {
+    let down = dead_url().await;
+    let res = app(state(&down, &down))
+        .oneshot(Request::get("/v1/threads").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    let body: serde_json::Value =
+        serde_json::from_slice(&to_bytes(res.into_body(), usize::MAX).await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "upstream_unavailable");
+    assert_eq!(
+        body["error"]["message"],
+        "The chat service is not reachable right now. Try again in a moment."
+    );
+}
+
+#[tokio::test]
+async fn readyz_fails_while_an_upstream_is_down() {
+    let down = dead_url().await;
+    let res = app(state(&down, &down))
+        .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[test]
+fn paths_route_to_the_service_that_owns_them() {
+    use proxy::Upstream::*;
+    assert_eq!(proxy::Upstream::for_path("/v1/auth/login"), Auth);
+    assert_eq!(proxy::Upstream::for_path("/.well-known/jwks.json"), Auth);
+    assert_eq!(proxy::Upstream::for_path("/v1/threads"), Backend);
+    // A prefix match on "auth" alone would send this to the wrong service.
+    assert_eq!(proxy::Upstream::for_path("/v1/authors"), Backend);
+}
+
+#[test]
+fn hop_by_hop_headers_stay_behind_and_forwarding_headers_are_added() {
+    let mut h = HeaderMap::new();
+    h.insert(header::HOST, "chat.example.com".parse().unwrap());
+    h.insert(
+        header::CONNECTION,
+        "keep-alive, x-secret-hop".parse().unwrap(),
+    );
+    h.insert("x-secret-hop", "1".parse().unwrap());
+    h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+    h.insert(header::COOKIE, "refresh=abc".parse().unwrap());
+    h.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+    let out = proxy::upstream_request_headers(&h, Some("10.0.0.7".parse().unwrap()));
+    assert!(out.get(header::HOST).is_none());
+    assert!(out.get(header::CONNECTION).is_none());
+    assert!(out.get("x-secret-hop").is_none());
+    assert!(out.get(header::TRANSFER_ENCODING).is_none());
+    assert_eq!(out[header::COOKIE], "refresh=abc");
+    assert_eq!(out["x-forwarded-for"], "203.0.113.9, 10.0.0.7");
+    assert_eq!(out["x-forwarded-host"], "chat.example.com");
+    assert_eq!(out["x-forwarded-proto"], "http");
+}
+
+/// A stand-in upstream that reports what it received and sets two cookies.
+fn echo_upstream() -> Router {
+    Router::new().route(
+        "/{*rest}",
+        any(|req: Request<Body>| async move {
+            let (parts, body) = req.into_parts();
+            let body = to_bytes(body, usize::MAX).await.unwrap();
+            let h = |n: &str| {
+                parts
+                    .headers
+                    .get(n)
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .unwrap_or_default()
+            };
+            let json = serde_json::json!({
+                "method": parts.method.as_str(),
+                "uri": parts.uri.to_string(),
+                "body": String::from_utf8_lossy(&body),
+                "request_id": h("x-request-id"),
+                "forwarded_host": h("x-forwarded-host"),
+                "forwarded_for": h("x-forwarded-for"),
+                "authorization": h("authorization"),
+            });
+            (
+                StatusCode::CREATED,
+                AppendHeaders([
+                    (header::SET_COOKIE, "a=1; HttpOnly"),
+                    (header::SET_COOKIE, "b=2; HttpOnly"),
+                ]),
+                axum::Json(json),
+            )
+        }),
+    )
+}
+
+#[tokio::test]
+async fn requests_are_forwarded_with_body_cookies_and_request_id() {
+    let auth = serve(echo_upstream()).await;
+    let backend = serve(echo_upstream()).await;
+    let router = app(state(
+        &format!("http://{auth}"),
+        &format!("http://{backend}"),
+    ));
+
+    let res = router
+        .clone()
+        .oneshot(
+            Request::post("/v1/auth/login?next=%2Fapp")
+                .header(header::HOST, "chat.example.com")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::CONTENT_LENGTH, "9")
+                .header("x-request-id", "req-123")
+                .body(Body::from("{\"a\":\"b\"}"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let cookies: Vec<_> = res.headers().get_all(header::SET_COOKIE).iter().collect();
+    assert_eq!(cookies, ["a=1; HttpOnly", "b=2; HttpOnly"]);
+    assert_eq!(res.headers()["x-request-id"], "req-123");
+    let seen: serde_json::Value =
+        serde_json::from_slice(&to_bytes(res.into_body(), usize::MAX).await.unwrap()).unwrap();
+    assert_eq!(seen["method"], "POST");
+    assert_eq!(seen["uri"], "/v1/auth/login?next=%2Fapp");
+    assert_eq!(seen["body"], "{\"a\":\"b\"}");
+    assert_eq!(seen["request_id"], "req-123");
+    assert_eq!(seen["forwarded_host"], "chat.example.com");
+
+    // No id from the browser: one is made here and crosses to the backend.
+    let res = router
+        .oneshot(
+            Request::get("/v1/threads")
+                .header(header::AUTHORIZATION, "Bearer t")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let seen: serde_json::Value =
+        serde_json::from_slice(&to_bytes(res.into_body(), usize::MAX).await.unwrap()).unwrap();
+    assert!(!id.is_empty());
+    assert_eq!(seen["request_id"], id);
+    assert_eq!(seen["authorization"], "Bearer t");
+    assert_eq!(seen["uri"], "/v1/threads");
+}
+
+#[test]
+fn only_this_sites_own_pages_may_open_a_socket() {
+    let h = |origin: Option<&str>, host: &str| {
+        let mut m = HeaderMap::new();
+        m.insert(header::HOST, host.parse().unwrap());
+        if let Some(o) = origin {
+            m.insert(header::ORIGIN, o.parse().unwrap());
+        }
+        m
+    };
+    assert!(ws::same_origin(&h(
+        Some("http://localhost:3000"),
+        "localhost:3000"
+    )));
+    assert!(ws::same_origin(&h(
+        Some("https://Chat.Example.com"),
+        "chat.example.com"
+    )));
+    assert!(!ws::same_origin(&h(
+        Some("http://evil.example"),
+        "localhost:3000"
+    )));
+    assert!(!ws::same_origin(&h(
+        Some("http://localhost:3001"),
+        "localhost:3000"
+    )));
+    assert!(!ws::same_origin(&h(Some("null"), "localhost:3000")));
+    assert!(!ws::same_origin(&h(None, "localhost:3000")));
+}
+
+#[tokio::test]
+async fn a_socket_from_a_foreign_origin_is_refused() {
+    let res = app(state("http://x", "http://x"))
+        .oneshot(
+            Request::get("/v1/ws")
+                .header(header::HOST, "localhost:3000")
+                .header(header::ORIGIN, "https://evil.example")
+                .header(header::CONNECTION, "upgrade")
+                .header(header::UPGRADE, "websocket")
+                .header(header::SEC_WEBSOCKET_VERSION, "13")
+                .header(header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+}
+
+/// A stand-in backend socket: echoes text, answers "expire" by closing with
+/// 4001 (as the real one does when a token lapses), and reports the request
+/// id and origin it was opened with.
+fn ws_backend() -> Router {
+    Router::new().route(
+        "/v1/ws",
+        get(|upgrade: WebSocketUpgrade, headers: HeaderMap| async move {
+            let request_id = headers
+                .get("x-request-id")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            let origin = headers.get(header::ORIGIN).is_some();
+            upgrade
+                .on_upgrade(move |mut socket| async move {
+                    while let Some(Ok(msg)) = socket.recv().await {
+                        match msg {
+                            Message::Text(t) if t.as_str() == "expire" => {
+                                let _ = socket
+                                    .send(Message::Close(Some(CloseFrame {
+                                        code: 4001,
+                                        reason: "token expired".into(),
+                                    })))
+                                    .await;
+                                break;
+                            }
+                            Message::Text(t) if t.as_str() == "who" => {
+                                let reply = format!("{request_id}|origin={origin}");
+                                let _ = socket.send(Message::Text(reply.into())).await;
+                            }
+                            Message::Text(t) => {
+                                let _ = socket.send(Message::Text(t)).await;
+                            }
+                            Message::Close(_) => break,
+                            _ => {}
+                        }
+                    }
+                })
+                .into_response()
+        }),
+    )
+}
+
+async fn open_socket(
+    web: SocketAddr,
+    origin: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let mut req = format!("ws://{web}/v1/ws").into_client_request().unwrap();
+    req.headers_mut()
+        .insert(header::ORIGIN, origin.parse().unwrap());
+    req.headers_mut()
+        .insert("x-request-id", "ws-req-7".parse().unwrap());
+    let (socket, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    socket
+}
+
+async fn next_non_ping(
+    s: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> ts::Message {
+    loop {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(5), s.next())
+            .await
+            .expect("a frame in time")
+            .expect("socket open")
+            .expect("no error");
+        if !matches!(m, ts::Message::Ping(_) | ts::Message::Pong(_)) {
+            return m;
+        }
+    }
+}
+
+#[tokio::test]
+async fn frames_and_close_codes_cross_the_relay() {
+    let backend = serve(ws_backend()).await;
+    let web = serve(app(state(
+        "http://127.0.0.1:9",
+        &format!("http://{backend}"),
+    )))
+    .await;
+
+    let mut s = open_socket(web, &format!("http://{web}")).await;
+    s.send(ts::Message::text("hello")).await.unwrap();
+    assert_eq!(next_non_ping(&mut s).await, ts::Message::text("hello"));
+
+    // The request id crosses; the browser's Origin does not.
+    s.send(ts::Message::text("who")).await.unwrap();
+    assert_eq!(
+        next_non_ping(&mut s).await,
+        ts::Message::text("ws-req-7|origin=false")
+    );
+
+    s.send(ts::Message::text("expire")).await.unwrap();
+    match next_non_ping(&mut s).await {
+        ts::Message::Close(Some(f)) => {
+            assert_eq!(u16::from(f.code), 4001);
+            assert_eq!(f.reason.as_str(), "token expired");
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_browser_frame_closes_with_1009() {
+    let backend = serve(ws_backend()).await;
+    let web = serve(app(state(
+        "http://127.0.0.1:9",
+        &format!("http://{backend}"),
+    )))
+    .await;
+
+    let mut s = open_socket(web, &format!("http://{web}")).await;
+    let big = "x".repeat(ws::MAX_FROM_BROWSER + 1);
+    s.send(ts::Message::text(big)).await.unwrap();
+    match next_non_ping(&mut s).await {
+        ts::Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 1009),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_socket_to_a_down_backend_is_a_502() {
+    let down = dead_url().await;
+    let web = serve(app(state(&down, &down))).await;
+    let mut req = format!("ws://{web}/v1/ws").into_client_request().unwrap();
+    req.headers_mut()
+        .insert(header::ORIGIN, format!("http://{web}").parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Err(ts::Error::Http(res)) => assert_eq!(res.status(), StatusCode::BAD_GATEWAY),
+        other => panic!("expected an HTTP error, got {other:?}"),
+    }
+}
