@@ -104,10 +104,7 @@ impl Config {
 
 /// Create the database if needed and apply the migrations.
 pub async fn migrate(config: &Config) -> Result<(), Error> {
-    confab_core::db::ensure_database(&config.database_url).await?;
-    let pool = confab_core::db::connect(&config.database_url, 2).await?;
-    MIGRATOR.run(&pool).await?;
-    pool.close().await;
+    confab_core::db::migrate(&config.database_url, &MIGRATOR).await?;
     Ok(())
 }
 

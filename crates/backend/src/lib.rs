@@ -106,10 +106,7 @@ impl KnownUsers {
 
 /// Create the database if needed and apply migrations.
 pub async fn migrate(config: &Config) -> Result<(), Error> {
-    confab_core::db::ensure_database(&config.database_url).await?;
-    let pool = confab_core::db::connect(&config.database_url, 2).await?;
-    MIGRATOR.run(&pool).await?;
-    pool.close().await;
+    confab_core::db::migrate(&config.database_url, &MIGRATOR).await?;
     Ok(())
 }
 

@@ -88,6 +88,20 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         .await
 }
 
+/// Create the database if needed and apply a service's migrations (each
+/// service owns its migrations and runs them at start).
+pub async fn migrate(
+    url: &str,
+    migrator: &sqlx::migrate::Migrator,
+) -> Result<(), sqlx::migrate::MigrateError> {
+    use sqlx::migrate::MigrateError;
+    ensure_database(url).await.map_err(MigrateError::Execute)?;
+    let pool = connect(url, 2).await.map_err(MigrateError::Execute)?;
+    migrator.run(&pool).await?;
+    pool.close().await;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

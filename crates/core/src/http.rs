@@ -103,6 +103,13 @@ async fn track_metrics(service: &'static str, req: Request, next: Next) -> Respo
         ("path", path),
         ("status", status),
     ];
+    let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+    // The access log line; it carries the request span (and so its id).
+    if matches!(labels[2].1.as_str(), "/healthz" | "/readyz" | "/metrics") {
+        tracing::debug!(status = %labels[3].1, latency_ms, "request finished");
+    } else {
+        tracing::info!(status = %labels[3].1, latency_ms, "request finished");
+    }
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels)
         .record(start.elapsed().as_secs_f64());

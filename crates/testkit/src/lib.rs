@@ -208,6 +208,11 @@ impl Harness {
         }
     }
 
+    /// The log of one service so far.
+    pub fn log(&self, service: &str) -> String {
+        std::fs::read_to_string(self.artifacts.join(format!("{service}.log"))).unwrap_or_default()
+    }
+
     fn print_logs(&self) {
         eprintln!(
             "\n===== {}: service logs (full files in {}) =====",

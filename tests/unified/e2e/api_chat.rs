@@ -97,6 +97,23 @@ async fn message_life_cycle_and_resend_dedup() {
     assert_eq!(threads["threads"][0]["id"], thread.as_str());
     assert_eq!(threads["threads"][0]["title"], "first question");
 
+    // A request id given at the edge crosses web → backend and is logged there.
+    let request_id = format!("req-{}", uuid::Uuid::new_v4().simple());
+    let r = h
+        .http
+        .get(format!("{}/v1/threads", h.web_url))
+        .bearer_auth(&user.access_token)
+        .header("x-request-id", &request_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"], request_id.as_str());
+    confab_testkit::eventually(5, "the request id in the backend's log", || async {
+        h.log("backend").contains(&request_id).then_some(())
+    })
+    .await;
+
     // Another user cannot see or write to this thread.
     let mallory = h.sign_up().await;
     let r = h

@@ -1,0 +1,52 @@
+//! Start-up benchmark: how long until auth, backend and web all answer
+//! `/readyz`, measured the way the end-to-end harness starts them (fresh
+//! databases cloned from the migrated templates, real processes on free
+//! ports). Results go in docs/benchmarks.md.
+//!
+//! `cargo build --release -p confab && cargo run --release -p confab-testkit --bin bench-startup -- target/release/confab 10`
+
+use confab_testkit::{Agent, Build, Harness, Options};
+use std::time::Instant;
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let bin = args
+        .next()
+        .unwrap_or_else(|| "target/release/confab".into());
+    let runs: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(10);
+    let bin: &'static str = Box::leak(bin.into_boxed_str());
+    let tmp: &'static str = Box::leak(
+        std::env::temp_dir()
+            .join("confab-bench")
+            .display()
+            .to_string()
+            .into_boxed_str(),
+    );
+    let build = Build {
+        confab_bin: bin,
+        target_tmpdir: tmp,
+    };
+    let mut samples = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let start = Instant::now();
+        let h = Harness::start_with(
+            build,
+            &format!("bench_startup_{i}"),
+            Options {
+                agent: Agent::Offline,
+                ..Default::default()
+            },
+        )
+        .await;
+        samples.push(start.elapsed().as_secs_f64() * 1000.0);
+        drop(h);
+    }
+    samples.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    let median = samples[samples.len() / 2];
+    println!(
+        "three services ready (incl. database clone): runs={runs} min={:.0}ms median={median:.0}ms max={:.0}ms",
+        samples[0],
+        samples[samples.len() - 1]
+    );
+}
