@@ -58,11 +58,14 @@ if [ -z "${CONFAB_TEST_REDIS_URL:-}" ]; then
 fi
 echo "PostgreSQL: $CONFAB_TEST_DATABASE_URL  Redis: $CONFAB_TEST_REDIS_URL" >&2
 
+mkdir -p target
 rm -f target/e2e-report.txt
 start=$(date +%s)
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee target/test-output.log
 echo "suite finished in $(( $(date +%s) - start ))s (after build)" >&2
 if [ -f target/e2e-report.txt ]; then
   echo "== end-to-end flow timings vs tests/unified/e2e/baseline.json ==" >&2
   sort target/e2e-report.txt >&2
 fi
+# One closing line for the whole run (cargo prints one per test binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "total: %d passed, %d failed\n", p, f }' target/test-output.log

@@ -37,7 +37,7 @@ fn test_config(extra: &[(&str, &str)]) -> Config {
     let mut env = Env::new();
     env.set(
         "CONFAB_AUTH_DATABASE_URL",
-        format!("{}/confab_auth_test_{id}", postgres_url()),
+        confab_core::db::with_database(&postgres_url(), &format!("confab_auth_test_{id}")),
     );
     env.set("CONFAB_REDIS_URL", redis_url());
     env.set("CONFAB_REDIS_PREFIX", format!("test:{id}:"));

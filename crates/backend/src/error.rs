@@ -104,6 +104,16 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The usual body with a status other than the variant's own (403 for a
+    /// foreign origin, 405 for a wrong method).
+    pub fn with_status(self, status: StatusCode) -> Response {
+        let mut r = self.into_response();
+        *r.status_mut() = status;
+        r
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         if self.is_internal() {

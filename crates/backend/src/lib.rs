@@ -136,8 +136,10 @@ pub async fn run(config: Config) -> Result<(), Error> {
         shutdown.clone(),
         config.llm.context_chars,
     );
-    // Replies left half-written by a previous process cannot finish now.
-    match store::messages::fail_orphaned(&db, 60).await {
+    // Replies left half-written by a process that died cannot finish now.
+    // The age bound keeps this from touching replies another live instance
+    // is still generating (no reply streams for a quarter of an hour).
+    match store::messages::fail_orphaned(&db, 15 * 60).await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(n, "marked interrupted replies as failed"),
         Err(e) => tracing::warn!(error = %e, "could not check for interrupted replies"),

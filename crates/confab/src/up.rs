@@ -79,10 +79,14 @@ async fn run_services(extra_env: &[(String, String)]) -> anyhow::Result<()> {
 
     let exe = std::env::current_exe().context("locating the confab binary")?;
     let mut services: Vec<Service> = Vec::new();
-    let start = |name: &'static str, services: &mut Vec<Service>| -> anyhow::Result<String> {
+    let start = |name: &'static str,
+                 peers: &[(&str, &str)],
+                 services: &mut Vec<Service>|
+     -> anyhow::Result<String> {
         let mut child = Command::new(&exe)
             .arg(name)
             .envs(extra_env.iter().map(|(k, v)| (k, v)))
+            .envs(peers.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -109,9 +113,15 @@ async fn run_services(extra_env: &[(String, String)]) -> anyhow::Result<()> {
     };
 
     let outcome = async {
-        let auth = start("auth", &mut services)?;
-        let backend = start("backend", &mut services)?;
-        let web = start("web", &mut services)?;
+        // Each service is told where the ones it talks to actually listen
+        // (ports may be configured, or 0).
+        let auth = start("auth", &[], &mut services)?;
+        let backend = start("backend", &[("CONFAB_AUTH_URL", &auth)], &mut services)?;
+        let web = start(
+            "web",
+            &[("CONFAB_AUTH_URL", &auth), ("CONFAB_BACKEND_URL", &backend)],
+            &mut services,
+        )?;
         let web_local = web.replace("127.0.0.1", "localhost");
         eprintln!("\n  Confab is running at {web_local}\n  (auth {auth}, backend {backend}; Ctrl-C stops everything)\n");
         println!("{}", serde_json::json!({"event": "ready", "url": web_local}));

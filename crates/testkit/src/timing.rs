@@ -6,8 +6,9 @@
 
 use std::{io::Write, path::PathBuf, time::Duration};
 
-/// How much slower than its baseline a flow may be before it is reported.
-pub const MARGIN: f64 = 0.5;
+/// How much slower than its baseline a flow may be before it is reported,
+/// unless baseline.json sets `margin`.
+pub const DEFAULT_MARGIN: f64 = 0.5;
 
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -19,16 +20,18 @@ pub fn report_path() -> PathBuf {
 
 pub fn record(name: &str, elapsed: Duration) {
     let secs = elapsed.as_secs_f64();
-    let baseline: Option<f64> =
+    let file: serde_json::Value =
         std::fs::read_to_string(workspace_root().join("tests/unified/e2e/baseline.json"))
             .ok()
-            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-            .and_then(|v| v["flows"][name]["seconds"].as_f64());
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+    let baseline = file["flows"][name]["seconds"].as_f64();
+    let margin = file["margin"].as_f64().unwrap_or(DEFAULT_MARGIN);
     let line = match baseline {
-        Some(b) if secs > b * (1.0 + MARGIN) => format!(
+        Some(b) if secs > b * (1.0 + margin) => format!(
             "SLOWER  {name:<40} {secs:>7.2}s  baseline {b:.2}s (+{:.0}%, margin {:.0}%)",
             (secs / b - 1.0) * 100.0,
-            MARGIN * 100.0
+            margin * 100.0
         ),
         Some(b) => format!("ok      {name:<40} {secs:>7.2}s  baseline {b:.2}s"),
         None => format!("new     {name:<40} {secs:>7.2}s  (no baseline yet)"),

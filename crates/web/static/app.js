@@ -296,6 +296,10 @@ const chat = {
    *  resuming after a delta's seq could skip the rest of a reply, while
    *  resuming a little early only replays deltas we drop by index. */
   highestSeq: 0,
+  /** Replies of the shown thread still being generated: message_id → seq.
+   *  A resume must start below the oldest of them, even when later events
+   *  (a message sent meanwhile) pushed highestSeq past it. */
+  openReplies: new Map(),
   byMessageId: new Map(), // message_id → element
   byClientId: new Map(), // client_msg_id → element (user messages)
   streams: new Map(), // message_id → { node, chunks, base }
@@ -541,7 +545,13 @@ function onReady(f) {
 }
 
 function sendResume() {
-  sendFrame({ type: "resume", thread_id: chat.threadId, after_seq: chat.highestSeq });
+  let after = chat.highestSeq;
+  for (const seq of chat.openReplies.values()) after = Math.min(after, seq - 1);
+  sendFrame({ type: "resume", thread_id: chat.threadId, after_seq: Math.max(0, after) });
+}
+
+function noteOpen(threadId, messageId, seq) {
+  if (isShown(threadId) && messageId && Number.isFinite(seq)) chat.openReplies.set(messageId, seq);
 }
 
 /** Send what is waiting. Messages of a new chat wait for the first one's ack:
@@ -612,6 +622,7 @@ function onAck(f) {
 }
 
 function onDelta(f) {
+  noteOpen(f.thread_id, f.message_id, f.seq);
   if (!isShown(f.thread_id)) {
     bumpThread(f.thread_id);
     return;
@@ -670,6 +681,7 @@ function appendDelta(el, messageId, index, text) {
 
 function onDone(f) {
   noteSeq(f.thread_id, f.seq);
+  chat.openReplies.delete(f.message_id);
   bumpThread(f.thread_id);
   if (!isShown(f.thread_id) || chat.loading) return;
   let el = chat.byMessageId.get(f.message_id);
@@ -693,6 +705,8 @@ function onStoredMessage(f) {
   const m = f.message && typeof f.message === "object" ? f.message : f;
   const threadId = m.thread_id || f.thread_id;
   noteSeq(threadId, m.status === "streaming" ? NaN : m.seq);
+  if (m.status === "streaming") noteOpen(threadId, m.id || m.message_id, m.seq);
+  else chat.openReplies.delete(m.id || m.message_id);
   bumpThread(threadId);
   if (!isShown(threadId) || chat.loading) return;
   const id = m.id || m.message_id;
@@ -711,6 +725,7 @@ function onStoredMessage(f) {
 }
 
 function onError(f) {
+  if (f.message_id) chat.openReplies.delete(f.message_id);
   let el = null;
   if (f.message_id) el = chat.byMessageId.get(f.message_id) || null;
   if (!el && f.client_msg_id) el = chat.byClientId.get(f.client_msg_id) || null;
@@ -968,6 +983,7 @@ function setThreadTitle() {
 function resetView() {
   chat.view += 1;
   chat.highestSeq = 0;
+  chat.openReplies.clear();
   chat.byMessageId.clear();
   chat.byClientId.clear();
   chat.streams.clear();
@@ -1026,6 +1042,7 @@ async function showThread(id, { push }) {
     }
     renderStored(m);
     if (m.status !== "streaming") noteSeq(id, m.seq);
+    else noteOpen(id, m.id, m.seq);
   }
   $("message-list").append(...pendingEls);
 

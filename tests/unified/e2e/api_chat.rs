@@ -233,6 +233,18 @@ async fn bad_frames_get_errors_and_the_socket_survives() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    let r = h
+        .http
+        .delete(format!("{}/v1/threads", h.backend_url))
+        .bearer_auth(&user.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "method_not_allowed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

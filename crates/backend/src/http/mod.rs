@@ -32,6 +32,14 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .fallback(|| async { Error::NotFound("No such endpoint.") })
+        .method_not_allowed_fallback(|| async {
+            Error::invalid(
+                "method_not_allowed",
+                None,
+                "This endpoint does not support that method.",
+            )
+            .with_status(axum::http::StatusCode::METHOD_NOT_ALLOWED)
+        })
         .with_state(state);
     confab_core::http::with_common_layers(api, "backend")
 }

@@ -123,7 +123,8 @@ pub async fn context(
 
 pub async fn complete(pool: &PgPool, id: MessageId, content: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE messages SET content = $2, status = 'complete', updated_at = now() WHERE id = $1",
+        "UPDATE messages SET content = $2, status = 'complete', error_code = NULL,
+                error_message = NULL, updated_at = now() WHERE id = $1",
     )
     .bind(id)
     .bind(content)

@@ -12,7 +12,7 @@ use axum::{
         State, WebSocketUpgrade,
     },
     http::{header::ORIGIN, HeaderMap},
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use confab_core::{
     ids::{SessionId, UserId},
@@ -41,7 +41,7 @@ pub async fn upgrade(
                 None,
                 "This origin may not open a chat socket.",
             )
-            .into_response_with(axum::http::StatusCode::FORBIDDEN);
+            .with_status(axum::http::StatusCode::FORBIDDEN);
         }
     }
     // The transport limit is a backstop; the gateway enforces the documented
@@ -50,14 +50,6 @@ pub async fn upgrade(
     ws.max_message_size(hard)
         .max_frame_size(hard)
         .on_upgrade(move |socket| session(state, socket))
-}
-
-impl Error {
-    fn into_response_with(self, status: axum::http::StatusCode) -> Response {
-        let mut r = self.into_response();
-        *r.status_mut() = status;
-        r
-    }
 }
 
 type Sink = SplitSink<WebSocket, Message>;
@@ -121,6 +113,9 @@ async fn session(state: AppState, socket: WebSocket) {
             let code = match &e {
                 Error::Token(TokenError::Expired) => close::TOKEN_EXPIRED,
                 Error::Token(TokenError::Revoked) => close::SESSION_REVOKED,
+                // Our side is down (JWKS, Redis, database): not the token's fault.
+                Error::Token(TokenError::Jwks(_)) => close::UNAVAILABLE,
+                e if e.is_internal() => close::UNAVAILABLE,
                 _ => close::INVALID_TOKEN,
             };
             send(
@@ -327,7 +322,7 @@ async fn send_message(
     text: String,
 ) -> Vec<ServerFrame> {
     let id_ok = !client_msg_id.is_empty()
-        && client_msg_id.len() <= 128
+        && client_msg_id.chars().count() <= 128
         && !client_msg_id.chars().any(char::is_control);
     if !id_ok {
         return vec![ServerFrame::error(

@@ -22,6 +22,9 @@ pub mod close {
     pub const TOO_BIG: u16 = 1009;
     /// Standard: the server is shutting down.
     pub const GOING_AWAY: u16 = 1001;
+    /// Standard: the server could not check the credentials right now
+    /// (a dependency is down); reconnect with backoff.
+    pub const UNAVAILABLE: u16 = 1011;
 }
 
 #[derive(Debug, Deserialize)]
