@@ -96,9 +96,14 @@ pub async fn migrate(
 ) -> Result<(), sqlx::migrate::MigrateError> {
     use sqlx::migrate::MigrateError;
     ensure_database(url).await.map_err(MigrateError::Execute)?;
-    let pool = connect(url, 2).await.map_err(MigrateError::Execute)?;
-    migrator.run(&pool).await?;
-    pool.close().await;
+    let mut conn = sqlx::postgres::PgConnectOptions::from_str(url)
+        .map_err(MigrateError::Execute)?
+        .disable_statement_logging()
+        .connect()
+        .await
+        .map_err(MigrateError::Execute)?;
+    migrator.run(&mut conn).await?;
+    conn.close().await.map_err(MigrateError::Execute)?;
     Ok(())
 }
 

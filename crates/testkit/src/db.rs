@@ -76,11 +76,43 @@ async fn ensure_template(service: &str, migrator: &sqlx::migrate::Migrator) -> S
             .execute(&mut conn)
             .await
             .expect("create template");
-        let pool = PgPool::connect(&with_database(&admin_url(), &building))
+        // One plain connection, closed explicitly: a pooled one can linger
+        // after `close()` and would keep the database from being renamed.
+        let mut mconn = PgConnection::connect(&with_database(&admin_url(), &building))
             .await
-            .expect("template pool");
-        migrator.run(&pool).await.expect("migrate template");
-        pool.close().await;
+            .expect("template connection");
+        migrator.run(&mut mconn).await.expect("migrate template");
+        mconn.close().await.expect("close template connection");
+        // Closing the pool ends our connections, but their server processes
+        // exit a moment later, and a database with sessions cannot be
+        // renamed: wait until the server reports none.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let sessions: i64 =
+                // Autovacuum workers are not counted: the rename stops them itself.
+                sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = $1 AND backend_type = 'client backend'",
+                )
+                    .bind(&building)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("query pg_stat_activity");
+            if sessions == 0 {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                let who: Vec<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+                    "SELECT application_name, state, query FROM pg_stat_activity WHERE datname = $1",
+                )
+                .bind(&building)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap_or_default();
+                panic!("sessions on {building} did not end: {who:?}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         sqlx::query(&format!(
             "ALTER DATABASE {} RENAME TO {}",
             quote_ident(&building),
