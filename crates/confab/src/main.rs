@@ -52,31 +52,31 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Auth { port } => {
-                confab_core::telemetry::init("auth");
+                confab_core::telemetry::init("auth")?;
                 let env = with_port(port, "CONFAB_AUTH_PORT");
                 let config = confab_auth::Config::from_env(&env)?;
                 confab_auth::run(config).await.context("auth service")?;
             }
             Command::Backend { port } => {
-                confab_core::telemetry::init("backend");
+                confab_core::telemetry::init("backend")?;
                 let env = with_port(port, "CONFAB_BACKEND_PORT");
                 let config = confab_backend::Config::from_env(&env)?;
                 confab_backend::run(config).await.context("backend")?;
             }
             Command::Web { port } => {
-                confab_core::telemetry::init("web");
+                confab_core::telemetry::init("web")?;
                 let env = with_port(port, "CONFAB_WEB_PORT");
                 let config = confab_web::Config::from_env(&env)?;
                 confab_web::run(config).await.context("web server")?;
             }
             Command::Migrate => {
-                confab_core::telemetry::init("migrate");
+                confab_core::telemetry::init("migrate")?;
                 let env = Env::new();
                 migrate(&env).await?;
                 println!("migrations applied");
             }
             Command::Up { data_dir } => {
-                confab_core::telemetry::init("up");
+                confab_core::telemetry::init("up")?;
                 up::run(data_dir).await?;
             }
         }

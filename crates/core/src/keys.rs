@@ -45,7 +45,8 @@ impl Keys {
         format!("{}user:*", self.prefix)
     }
 
-    /// The live stream of a thread's in-progress reply (deltas), for resume.
+    /// The live stream of one reply being generated (its deltas, keyed by
+    /// the reply's message id), read by a resuming client.
     pub fn live_stream(&self, thread: impl Display) -> String {
         format!("{}live:{thread}", self.prefix)
     }

@@ -3,11 +3,20 @@
 
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
-/// `CONFAB_LOG` (an `EnvFilter` directive, default `info`) and
+/// `CONFAB_LOG` (an `EnvFilter` directive, default `info`; an invalid one
+/// stops the process with an error naming the variable) and
 /// `CONFAB_LOG_FORMAT` (`json` or `text`).
-pub fn init(service: &str) {
-    let filter = EnvFilter::try_from_env("CONFAB_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+pub fn init(service: &str) -> Result<(), crate::config::ConfigError> {
+    let filter = match std::env::var("CONFAB_LOG") {
+        Ok(v) if !v.trim().is_empty() => {
+            EnvFilter::try_new(&v).map_err(|e| crate::config::ConfigError {
+                var: "CONFAB_LOG".into(),
+                value: v.clone(),
+                message: format!("not a log filter ({e}); e.g. info,confab_backend=debug"),
+            })?
+        }
+        _ => EnvFilter::new("info,sqlx=warn,tower_http=info"),
+    };
     let json = std::env::var("CONFAB_LOG_FORMAT").is_ok_and(|v| v == "json");
     let registry = tracing_subscriber::registry().with(filter);
     let res = if json {
@@ -22,4 +31,5 @@ pub fn init(service: &str) {
     if res.is_ok() {
         tracing::debug!(service, "telemetry initialised");
     }
+    Ok(())
 }

@@ -238,6 +238,7 @@ impl Drop for Harness {
             timing::record(&self.name, self.started.elapsed());
         }
         self.dbs.drop_now();
+        remove_redis_keys(&db::redis_url(), &self.redis_prefix);
     }
 }
 
@@ -259,5 +260,20 @@ where
             "timed out after {secs}s waiting for: {what}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Delete every Redis key under a test's prefix (a blocking connection:
+/// this runs in `Drop`).
+fn remove_redis_keys(url: &str, prefix: &str) {
+    let Ok(mut conn) = redis::Client::open(url).and_then(|c| c.get_connection()) else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut conn)
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
     }
 }

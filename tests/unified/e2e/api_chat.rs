@@ -19,6 +19,8 @@ async fn message_life_cycle_and_resend_dedup() {
     let h = Harness::start(BUILD, "api_chat_life_cycle").await;
     let user = h.sign_up().await;
     let mut ws = h.socket(&user).await;
+    // The same user on another device.
+    let mut other = h.socket(&user).await;
 
     let ack = ws.send_message("c-1", None, "first question").await;
     assert_eq!(ack["seq"], 1);
@@ -32,6 +34,15 @@ async fn message_life_cycle_and_resend_dedup() {
         .as_str()
         .unwrap()
         .contains("You said: first question"));
+
+    // The other device saw the question and the whole reply, live.
+    let seen = other.recv_type("message").await;
+    assert_eq!(seen["message"]["role"], "user");
+    assert_eq!(seen["message"]["content"], "first question");
+    assert_eq!(seen["message"]["id"], ack["message_id"]);
+    let mirrored = other.collect_reply().await;
+    assert_eq!(mirrored.text, reply.text);
+    assert_eq!(mirrored.message_id, reply.message_id);
 
     // A resend of the same client id (say, after a drop) neither doubles the
     // message nor starts a second reply.

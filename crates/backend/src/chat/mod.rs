@@ -59,6 +59,8 @@ pub struct Sent {
     pub message_id: MessageId,
     pub seq: i64,
     pub duplicate: bool,
+    /// The stored message, when this send created it.
+    pub stored: Option<store::messages::Message>,
 }
 
 impl Chat {
@@ -114,6 +116,7 @@ impl Chat {
                 message_id: m.id,
                 seq: m.seq,
                 duplicate: true,
+                stored: None,
             });
         }
         let mut tx = db.begin().await?;
@@ -156,6 +159,7 @@ impl Chat {
                     message_id: m.id,
                     seq: m.seq,
                     duplicate: false,
+                    stored: Some(m),
                 })
             }
             // A resend raced the first copy: the first one wins.
@@ -169,6 +173,7 @@ impl Chat {
                     message_id: m.id,
                     seq: m.seq,
                     duplicate: true,
+                    stored: None,
                 })
             }
             Err(e) => Err(e.into()),
@@ -182,7 +187,6 @@ impl Chat {
             .ok_or(Error::NotFound("That message does not exist."))?;
         let question = match (m.role.as_str(), m.status.as_str(), m.reply_to) {
             ("assistant", "failed", Some(q)) => q,
-            ("user", _, _) => m.id,
             _ => {
                 return Err(Error::invalid(
                     "not_retryable",
@@ -406,6 +410,18 @@ impl Chat {
                 seq,
                 index,
                 text,
+            },
+        )
+        .await;
+    }
+
+    /// Tell every socket of the user (other tabs and devices, on any
+    /// instance) about a message it stored, so they show it at once.
+    pub async fn announce(&self, user: UserId, message: store::messages::Message) {
+        self.publish(
+            user,
+            &ServerFrame::Message {
+                message: MessageView::from(message),
             },
         )
         .await;

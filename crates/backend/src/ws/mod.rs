@@ -360,6 +360,11 @@ async fn send_message(
                 seq: sent.seq,
                 duplicate: sent.duplicate,
             };
+            if let Some(stored) = sent.stored {
+                // Published, so it reaches this socket only after the ack
+                // (see below) and the user's other sockets right away.
+                state.chat.announce(ctx.user, stored).await;
+            }
             if !sent.duplicate {
                 // Deltas reach this socket through the hub's channel, which the
                 // session loop reads only after it has written the frames
