@@ -30,7 +30,10 @@ pub enum Reply {
     },
     /// Answer with this HTTP status and an OpenAI-style error body.
     Status(u16),
-    /// Stream these chunks, then drop the connection without `[DONE]`.
+    /// Stream these chunks, then end the response without a finish reason
+    /// or `[DONE]`, as when a provider's stream is cut. (Ending it cleanly
+    /// rather than resetting the connection keeps the test deterministic: a
+    /// reset can race the response head and look like a refused request.)
     CutAfter(Vec<String>),
     /// Send a stream whose data is not JSON.
     Malformed,
@@ -183,7 +186,7 @@ async fn completions(
             Ok::<_, std::io::Error>(sse_chunk(&c))
         })
         .chain(futures::stream::iter(if cut {
-            vec![Err(std::io::Error::other("scripted cut"))]
+            vec![]
         } else {
             vec![Ok(FINISH.to_string())]
         }));

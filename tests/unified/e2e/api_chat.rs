@@ -4,7 +4,7 @@
 //! credentials), each of which gets a clear error and changes nothing.
 
 use crate::BUILD;
-use confab_testkit::{llm::echo_reply, Agent, Harness, Options, Socket};
+use confab_testkit::{llm::echo_reply, Agent, Harness, Options, Reply, Socket};
 use serde_json::{json, Value};
 
 async fn count_messages(h: &Harness) -> i64 {
@@ -280,4 +280,66 @@ async fn offline_assistant_streams_without_any_configuration() {
     ws.send_message("o-2", None, "hello").await;
     let reply = ws.collect_reply().await;
     assert!(reply.text.contains("offline assistant"), "{}", reply.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_failures_become_retryable_errors() {
+    let h = Harness::start(BUILD, "api_chat_provider_failures").await;
+    let llm = h.llm.as_ref().unwrap();
+    let user = h.sign_up().await;
+    let mut ws = h.socket(&user).await;
+
+    // 5xx three times: two automatic retries before the first token, then a
+    // failed reply with a specific, friendly message.
+    llm.script([Reply::Status(500), Reply::Status(500), Reply::Status(500)]);
+    let ack = ws.send_message("f-1", None, "will this work?").await;
+    let thread = ack["thread_id"].as_str().unwrap().to_string();
+    let err = ws.recv_type("error").await;
+    assert_eq!(err["code"], "agent_unavailable", "{err}");
+    assert_eq!(err["retryable"], true);
+    assert!(err["message"].as_str().unwrap().contains("(500)"), "{err}");
+    assert_eq!(llm.requests().len(), 3);
+    let failed = err["message_id"].as_str().unwrap().to_string();
+    let (status, code): (String, Option<String>) =
+        sqlx::query_as("SELECT status, error_code FROM messages WHERE id = $1::uuid")
+            .bind(&failed)
+            .fetch_one(&h.dbs.backend)
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), code.as_deref()),
+        ("failed", Some("agent_unavailable"))
+    );
+
+    // Retry: a fresh reply in the same thread; the question is answered once.
+    ws.send(json!({"type": "retry", "message_id": failed}))
+        .await;
+    let reply = ws.collect_reply().await;
+    assert_eq!(reply.text, echo_reply("will this work?"));
+    assert_ne!(reply.message_id, failed);
+    ws.send(json!({"type": "retry", "message_id": failed}))
+        .await;
+    assert_eq!(ws.recv_type("error").await["code"], "not_retryable");
+    ws.send(json!({"type": "retry", "message_id": reply.message_id}))
+        .await;
+    assert_eq!(ws.recv_type("error").await["code"], "not_retryable");
+
+    // Cut mid-stream: the partial text is kept and the error says so.
+    llm.script([Reply::CutAfter(vec!["Half ".into(), "an answer".into()])]);
+    ws.send_message("f-2", Some(&thread), "and now?").await;
+    let err = ws.recv_type("error").await;
+    assert_eq!(err["code"], "agent_interrupted", "{err}");
+    let partial: String = sqlx::query_scalar("SELECT content FROM messages WHERE id = $1::uuid")
+        .bind(err["message_id"].as_str().unwrap())
+        .fetch_one(&h.dbs.backend)
+        .await
+        .unwrap();
+    assert_eq!(partial, "Half an answer");
+
+    // A stream that is not JSON is not retried automatically.
+    let before = llm.requests().len();
+    llm.script([Reply::Malformed]);
+    ws.send_message("f-3", Some(&thread), "once more").await;
+    assert_eq!(ws.recv_type("error").await["code"], "agent_bad_response");
+    assert_eq!(llm.requests().len(), before + 1);
 }

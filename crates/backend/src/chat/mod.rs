@@ -181,20 +181,22 @@ impl Chat {
     }
 
     /// Generate a fresh reply to a failed one's question (same thread).
-    pub async fn retry(&self, user: UserId, failed: MessageId) -> Result<(), Error> {
-        let m = store::messages::get(&self.inner.db, user, failed)
+    pub async fn retry(&self, user: UserId, id: MessageId) -> Result<(), Error> {
+        let m = store::messages::get(&self.inner.db, user, id)
             .await?
             .ok_or(Error::NotFound("That message does not exist."))?;
         let question = match (m.role.as_str(), m.status.as_str(), m.reply_to) {
             ("assistant", "failed", Some(q)) => q,
-            _ => {
-                return Err(Error::invalid(
-                    "not_retryable",
-                    None,
-                    "Only a failed reply can be retried.",
-                ))
-            }
+            // A question whose reply never started (the process stopped right
+            // after the ack; a resend is only acknowledged as a duplicate).
+            ("user", _, _) => m.id,
+            _ => return Err(not_retryable()),
         };
+        // One good reply per question: no retry while one is being written
+        // or after one was.
+        if store::messages::has_live_or_complete_reply(&self.inner.db, question).await? {
+            return Err(not_retryable());
+        }
         self.start_reply(user, m.thread_id, question);
         Ok(())
     }
@@ -490,4 +492,12 @@ impl Chat {
             })
             .collect())
     }
+}
+
+fn not_retryable() -> Error {
+    Error::invalid(
+        "not_retryable",
+        None,
+        "Only a failed reply (or a question whose reply never started) can be retried.",
+    )
 }

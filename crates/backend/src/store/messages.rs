@@ -153,6 +153,19 @@ pub async fn fail(
     Ok(())
 }
 
+/// Does this question have a reply that is being written or is complete?
+pub async fn has_live_or_complete_reply(
+    pool: &PgPool,
+    question: MessageId,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE reply_to = $1 AND status IN ('streaming', 'complete'))",
+    )
+    .bind(question)
+    .fetch_one(pool)
+    .await
+}
+
 /// Replies left `streaming` by a process that died mid-generation.
 pub async fn fail_orphaned(pool: &PgPool, older_than_secs: i64) -> Result<u64, sqlx::Error> {
     let r = sqlx::query(
