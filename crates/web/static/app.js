@@ -114,7 +114,13 @@ async function doRefresh() {
     response = await fetch("/v1/auth/refresh", {
       method: "POST",
       credentials: "same-origin",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      headers: {
+        "Content-Type": "application/json",
+        Accept: "application/json",
+        // Keep the refresh token out of the JSON: it lives only in the
+        // httpOnly cookie, where no script (ours included) can read it.
+        "X-Confab-Refresh-Transport": "cookie",
+      },
       body: "{}",
     });
   } catch {

@@ -48,6 +48,29 @@ async fn signup_errors_and_user_registered_event() {
     assert!(body["expires_in"].as_u64().unwrap() > 0);
     let user_id = body["user"]["id"].as_str().unwrap().to_string();
 
+    // The web app asks for the refresh token in the cookie only.
+    let r = h
+        .http
+        .post(format!("{}/v1/auth/signup", h.auth_url))
+        .header("x-confab-refresh-transport", "cookie")
+        .json(&json!({"email": unique_email("cookie"), "password": "a good long password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.starts_with("confab_refresh=") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["refresh_token"].is_null(),
+        "refresh token in a cookie-only body: {body}"
+    );
+    assert!(body["access_token"].is_string());
+
     // Same address with different case and spaces: taken.
     let (status, body) = post(
         &h,
@@ -115,7 +138,7 @@ async fn signup_errors_and_user_registered_event() {
         .fetch_one(&h.dbs.auth)
         .await
         .unwrap();
-    assert_eq!(users, 2, "only the two valid sign-ups exist");
+    assert_eq!(users, 3, "only the three valid sign-ups exist");
 
     // user.registered went through the outbox to the stream, and the backend
     // applied it (profile exists without the user ever calling the backend).
@@ -129,7 +152,7 @@ async fn signup_errors_and_user_registered_event() {
     })
     .await;
     assert_eq!(name, "Grace");
-    // Both sign-ups' events are applied, each exactly once.
+    // Every sign-up's event is applied, each exactly once.
     eventually(15, "both user.registered events applied", || async {
         let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM processed_events WHERE event_type = 'user.registered'",
@@ -137,7 +160,7 @@ async fn signup_errors_and_user_registered_event() {
         .fetch_one(&h.dbs.backend)
         .await
         .ok()?;
-        (n == 2).then_some(())
+        (n == 3).then_some(())
     })
     .await;
     let mut redis = h.redis.clone();
@@ -146,7 +169,7 @@ async fn signup_errors_and_user_registered_event() {
         .query_async(&mut redis)
         .await
         .unwrap();
-    assert_eq!(len, 2);
+    assert_eq!(len, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,6 +56,18 @@ async fn flow01_signup_to_first_chat() {
             })
             .await;
 
+            // Tokens as the architecture says: the refresh token only in an
+            // httpOnly cookie (scoped to /v1/auth and invisible to script; its
+            // attributes are checked in api_auth), nothing in web storage.
+            let seen_by_script = c
+                .execute(
+                    "return [document.cookie, localStorage.length, sessionStorage.length]",
+                    vec![],
+                )
+                .await
+                .expect("run script");
+            assert_eq!(seen_by_script, serde_json::json!(["", 0, 0]), "tokens exposed to script");
+
             // 4. The auth service created the user, the backend the profile.
             let (user_id, stored_email): (uuid::Uuid, String) =
                 sqlx::query_as("SELECT id, email FROM users WHERE email = $1")
@@ -136,6 +148,24 @@ async fn flow01_signup_to_first_chat() {
             assert_eq!((rows[1].0.as_str(), rows[1].2.as_str()), ("assistant", "complete"));
             assert_eq!(rows[1].1, "Hello **there**, I am streaming.");
             assert_eq!((rows[0].3, rows[1].3), (1, 2));
+
+            // A reload keeps the user signed in (the cookie refreshes the
+            // in-memory access token) and shows the conversation from history.
+            c.refresh().await.expect("reload");
+            eventually(15, "the conversation after a reload", || async {
+                let status = attr(&c, assistant, "data-status").await?;
+                let t = text(&c, "[data-testid=message][data-role=user]").await?;
+                (status == "complete" && t.contains("Analytical Engine")).then_some(())
+            })
+            .await;
+            let html = c
+                .find(Locator::Css(&format!("{assistant} [data-testid=message-content]")))
+                .await
+                .expect("reply content after reload")
+                .html(true)
+                .await
+                .unwrap();
+            assert!(html.contains("<strong>there</strong>"), "{html}");
         })
         .await;
 }

@@ -91,14 +91,29 @@ struct TokenBody {
     access_token: String,
     token_type: &'static str,
     expires_in: u64,
-    refresh_token: String,
+    /// Absent when the client asked for the cookie only (browsers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+}
+
+/// A client that keeps its refresh token in the httpOnly cookie (the web
+/// app) sends this header, and the token is then left out of the JSON body,
+/// so no page script ever sees it.
+pub const COOKIE_ONLY_HEADER: &str = "x-confab-refresh-transport";
+
+fn wants_cookie_only(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(COOKIE_ONLY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("cookie"))
 }
 
 /// The answer to signup, login and refresh: a new access token, the new
-/// refresh token in the body (for non-browser clients) and in the httpOnly
-/// cookie (for browsers, whose scripts never see it).
+/// refresh token in the body (unless the client asked for the cookie only)
+/// and in the httpOnly cookie (for browsers, whose scripts never see it).
 pub(crate) fn token_response(
     ctx: &ApiContext,
+    headers: &axum::http::HeaderMap,
     status: StatusCode,
     user: UserBody,
     session_id: SessionId,
@@ -119,7 +134,7 @@ pub(crate) fn token_response(
         access_token,
         token_type: "Bearer",
         expires_in: ctx.tokens.ttl().as_secs(),
-        refresh_token: refresh.as_str().to_string(),
+        refresh_token: (!wants_cookie_only(headers)).then(|| refresh.as_str().to_string()),
     };
     let cookie = refresh_cookie(
         refresh.as_str(),

@@ -91,6 +91,7 @@ fn parse_refresh_body(body: &Bytes) -> Result<RefreshRequest, Error> {
 async fn refresh(
     State(ctx): State<ApiContext>,
     jar: CookieJar,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Error> {
     let request = parse_refresh_body(&body)?;
@@ -173,6 +174,7 @@ async fn refresh(
     };
     token_response(
         &ctx,
+        &headers,
         StatusCode::OK,
         user,
         token.session_id,

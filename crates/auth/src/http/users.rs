@@ -96,6 +96,7 @@ async fn signup(
     metrics::counter!("auth_signups_total").increment(1);
     token_response(
         &ctx,
+        &headers,
         StatusCode::CREATED,
         (&user).into(),
         session_id,
@@ -147,6 +148,7 @@ async fn login(
     metrics::counter!("auth_logins_total", "outcome" => "success").increment(1);
     token_response(
         &ctx,
+        &headers,
         StatusCode::OK,
         (&user).into(),
         session_id,
