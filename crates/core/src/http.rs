@@ -60,6 +60,8 @@ pub async fn bind(
 /// caller sent one, so an id crosses services), a tracing span per request,
 /// request metrics, and the `/healthz` and `/metrics` endpoints.
 pub fn with_common_layers(router: Router, service: &'static str) -> Router {
+    // Install the recorder now: metrics recorded before it exists are lost.
+    prometheus();
     let header = HeaderName::from_static(crate::REQUEST_ID_HEADER);
     router
         .route("/healthz", get(|| async { "ok" }))

@@ -125,6 +125,27 @@ async fn message_life_cycle_and_resend_dedup() {
     })
     .await;
 
+    // Every service exposes Prometheus metrics that saw this traffic.
+    for (service, url, metric) in [
+        ("backend", &h.backend_url, "chat_messages_total"),
+        ("auth", &h.auth_url, "http_requests_total"),
+        ("web", &h.web_url, "http_requests_total"),
+    ] {
+        let text = h
+            .http
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            text.contains(metric),
+            "{service} /metrics lacks {metric}:\n{text}"
+        );
+    }
+
     // Another user cannot see or write to this thread.
     let mallory = h.sign_up().await;
     let r = h

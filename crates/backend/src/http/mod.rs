@@ -14,6 +14,21 @@ use axum::{
     Json, Router,
 };
 
+/// Every route the backend serves (path, method), kept next to the router
+/// so the OpenAPI document can be checked against it.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("/v1/me", "get"),
+    ("/v1/threads", "get"),
+    ("/v1/threads", "post"),
+    ("/v1/threads/{id}", "get"),
+    ("/v1/threads/{id}/messages", "get"),
+    ("/v1/ws", "get"),
+    ("/readyz", "get"),
+    ("/openapi.json", "get"),
+    ("/healthz", "get"),
+    ("/metrics", "get"),
+];
+
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/me", get(threads::me))
@@ -90,5 +105,38 @@ where
 impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
         Json(self.0).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The served OpenAPI document describes every route, and nothing else.
+    #[test]
+    fn openapi_document_matches_the_routes() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../openapi.json")).expect("valid JSON");
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        let paths = doc["paths"].as_object().expect("paths");
+        for (path, method) in super::ROUTES {
+            assert!(
+                paths.get(*path).and_then(|p| p.get(*method)).is_some(),
+                "{method} {path} is not documented"
+            );
+        }
+        let documented: usize = paths
+            .values()
+            .map(|p| {
+                p.as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| ["get", "post", "put", "patch", "delete"].contains(&k.as_str()))
+                    .count()
+            })
+            .sum();
+        assert_eq!(
+            documented,
+            super::ROUTES.len(),
+            "documented routes that do not exist"
+        );
     }
 }
