@@ -5,6 +5,7 @@
 //! socket client, read access to both databases, a headless Chromium, and a
 //! stand-in for the one external system a chat needs: the LLM provider.
 
+pub mod api;
 pub mod browser;
 pub mod db;
 pub mod llm;

@@ -9,27 +9,12 @@ use confab_testkit::{eventually, user::unique_email, Harness, Options};
 use serde_json::{json, Value};
 
 async fn post(h: &Harness, path: &str, body: Value) -> (u16, Value) {
-    let r = h
-        .http
-        .post(format!("{}{path}", h.auth_url))
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    h.post(&format!("{}{path}", h.auth_url), None, body).await
 }
 
 async fn backend_get(h: &Harness, path: &str, token: &str) -> (u16, Value) {
-    let r = h
-        .http
-        .get(format!("{}{path}", h.backend_url))
-        .bearer_auth(token)
-        .send()
+    h.get(&format!("{}{path}", h.backend_url), Some(token))
         .await
-        .expect("request");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,16 +196,10 @@ async fn login_refresh_rotation_and_logout() {
     assert_eq!(status, 200, "{login}");
     let access = login["access_token"].as_str().unwrap().to_string();
     let refresh = login["refresh_token"].as_str().unwrap().to_string();
-    let me: Value = h
-        .http
-        .get(format!("{}/v1/auth/me", h.auth_url))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, me) = h
+        .get(&format!("{}/v1/auth/me", h.auth_url), Some(&access))
+        .await;
+    assert_eq!(status, 200);
     assert_eq!(me["email"], user.email);
 
     // Rotation: the new pair works, the old refresh token does not.
@@ -269,15 +248,9 @@ fn b64(v: &Value) -> String {
 async fn forged_and_expired_tokens_are_rejected() {
     let h = Harness::start(BUILD, "api_forged_tokens").await;
     let user = h.sign_up().await;
-    let jwks: Value = h
-        .http
-        .get(format!("{}/.well-known/jwks.json", h.auth_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, jwks) = h
+        .get(&format!("{}/.well-known/jwks.json", h.auth_url), None)
+        .await;
     let key = &jwks["keys"][0];
     assert_eq!(key["kty"], "OKP");
     assert_eq!(key["alg"], "EdDSA");
@@ -350,14 +323,10 @@ async fn forged_and_expired_tokens_are_rejected() {
         let (status, body) = backend_get(&h, "/v1/threads", &token).await;
         assert_eq!(status, 401, "{what}: {body}");
         assert_eq!(body["error"]["code"], code, "{what}: {body}");
-        let r = h
-            .http
-            .get(format!("{}/v1/auth/me", h.auth_url))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 401, "auth accepted a token that is {what}");
+        let (status, _) = h
+            .get(&format!("{}/v1/auth/me", h.auth_url), Some(&token))
+            .await;
+        assert_eq!(status, 401, "auth accepted a token that is {what}");
     }
     // The untouched token still works (the cases above proved something).
     let (status, _) = backend_get(&h, "/v1/threads", &user.access_token).await;

@@ -81,30 +81,18 @@ async fn message_life_cycle_and_resend_dedup() {
     );
 
     // History over HTTP, in order, the way a second device sees it.
-    let body: Value = h
-        .http
-        .get(format!("{}/v1/threads/{thread}/messages", h.backend_url))
-        .bearer_auth(&user.access_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = Some(user.access_token.as_str());
+    let (_, body) = h
+        .get(
+            &format!("{}/v1/threads/{thread}/messages", h.backend_url),
+            token,
+        )
+        .await;
     let msgs = body["messages"].as_array().unwrap();
     let seqs: Vec<i64> = msgs.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, [1, 2, 3, 4]);
     assert_eq!(msgs[2]["content"], sneaky, "text is stored verbatim");
-    let threads: Value = h
-        .http
-        .get(format!("{}/v1/threads", h.backend_url))
-        .bearer_auth(&user.access_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, threads) = h.get(&format!("{}/v1/threads", h.backend_url), token).await;
     assert_eq!(threads["threads"][0]["id"], thread.as_str());
     assert_eq!(threads["threads"][0]["title"], "first question");
 

@@ -109,14 +109,14 @@ impl Drop for Up {
 }
 
 async fn post(url: &str, body: Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    confab_testkit::api::request(
+        &reqwest::Client::new(),
+        reqwest::Method::POST,
+        url,
+        None,
+        Some(&body),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,14 +168,13 @@ async fn confab_up_runs_everything_from_nothing() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let threads: Value = reqwest::Client::new()
-        .get(format!("{}/v1/threads", up2.url))
-        .bearer_auth(body["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, threads) = confab_testkit::api::request(
+        &reqwest::Client::new(),
+        reqwest::Method::GET,
+        &format!("{}/v1/threads", up2.url),
+        body["access_token"].as_str(),
+        None,
+    )
+    .await;
     assert_eq!(threads["threads"][0]["title"], "2 + 2 * 10", "{threads}");
 }

@@ -1,0 +1,39 @@
+//! JSON over HTTP for tests: one call, status and body back. Plumbing only;
+//! what the status and body must be is the test's business.
+
+use serde_json::Value;
+
+/// Any JSON request; a body that is not JSON comes back as `Value::Null`.
+pub async fn request(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut req = http.request(method, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("request to {url}: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+impl crate::Harness {
+    /// `GET` with an optional bearer token.
+    pub async fn get(&self, url: &str, token: Option<&str>) -> (u16, Value) {
+        request(&self.http, reqwest::Method::GET, url, token, None).await
+    }
+
+    /// `POST` a JSON body with an optional bearer token.
+    pub async fn post(&self, url: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        request(&self.http, reqwest::Method::POST, url, token, Some(&body)).await
+    }
+}
