@@ -149,6 +149,19 @@ pub async fn apply(state: &AppState, event: &Event) -> Result<(), crate::Error> 
     }
     tx.commit().await?;
     tracing::info!(event = %event.id, kind = event.kind.type_name(), "event applied");
+    if let EventKind::SessionRevoked { session_id, .. } = &event.kind {
+        // Auth already wrote the revocation entry and announced it; doing it
+        // again (idempotent) covers the case where its Redis write failed,
+        // so a revoked session never outlives the event.
+        let mut redis = state.redis.clone();
+        let ttl = state.config.access_token_ttl_secs + 60;
+        let _: () = redis
+            .set_ex(state.keys.revoked(*session_id), 1, ttl)
+            .await?;
+        let _: i64 = redis
+            .publish(state.keys.revocations_channel(), session_id.to_string())
+            .await?;
+    }
     if let EventKind::UserDeleted { user_id } = &event.kind {
         state.known_users.remove(*user_id);
         state

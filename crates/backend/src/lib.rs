@@ -39,6 +39,9 @@ pub struct Config {
     pub max_frame_bytes: usize,
     /// Longest accepted chat message, in characters.
     pub max_message_chars: usize,
+    /// Access-token lifetime (the same `CONFAB_ACCESS_TOKEN_TTL_SECS` auth
+    /// reads): how long a revocation entry this service writes must live.
+    pub access_token_ttl_secs: u64,
 }
 
 impl Config {
@@ -69,6 +72,7 @@ impl Config {
             llm: agent::LlmConfig::from_env(env)?,
             max_frame_bytes,
             max_message_chars: env.parse("CONFAB_MAX_MESSAGE_CHARS", 16_000)?,
+            access_token_ttl_secs: env.parse("CONFAB_ACCESS_TOKEN_TTL_SECS", 900)?,
         })
     }
 }

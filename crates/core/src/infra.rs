@@ -1,7 +1,9 @@
 //! Private PostgreSQL and Redis instances started from the machine's own
 //! server binaries, in a data folder, for `confab up` with nothing configured.
-//! They listen on a free loopback port (and PostgreSQL's socket lives in the
-//! data folder), so they never collide with servers the machine already runs.
+//! They listen only on Unix sockets in folders no other user can enter (no
+//! TCP port at all): they never collide with servers the machine already
+//! runs, and PostgreSQL's trust authentication and Redis's lack of a password
+//! open them to this user alone.
 
 use std::{
     net::TcpListener,
@@ -92,6 +94,37 @@ fn run(mut cmd: Command, what: &str) -> Result<(), InfraError> {
     }
 }
 
+/// A folder for a server's socket that only its owner can enter: the data
+/// folder itself when the socket path fits the 107-byte limit of Unix socket
+/// names, else a short folder under /tmp named after the data folder.
+fn socket_dir(data: &Path, kind: &str) -> Result<PathBuf, InfraError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = if data.as_os_str().len() + 20 < 100 {
+        data.to_path_buf()
+    } else {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&data, &mut h);
+        let d = PathBuf::from(format!(
+            "/tmp/confab-{kind}-{:016x}",
+            std::hash::Hasher::finish(&h)
+        ));
+        std::fs::create_dir_all(&d)?;
+        d
+    };
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    if kind == "pg" && running_as_root() {
+        run(
+            {
+                let mut c = Command::new("chown");
+                c.args(["postgres:postgres"]).arg(&dir);
+                c
+            },
+            "chown of the PostgreSQL socket folder",
+        )?;
+    }
+    Ok(dir)
+}
+
 pub struct PrivatePostgres {
     pub url: String,
     dir: PathBuf,
@@ -129,7 +162,7 @@ impl PrivatePostgres {
         }
         // A server left running by a crashed `confab up` would hold the folder.
         let _ = Self::stop_dir(&bindir, &dir);
-        let port = free_port()?;
+        let sockets = socket_dir(&dir, "pg")?;
         let mut c = pg_command(&bindir.join("pg_ctl"));
         c.arg("start")
             .arg("-D")
@@ -139,12 +172,15 @@ impl PrivatePostgres {
             .arg("-w")
             .arg("-o")
             .arg(format!(
-                "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
-                dir.display()
+                "-c listen_addresses='' -c unix_socket_directories={} -c unix_socket_permissions=0700",
+                sockets.display()
             ));
         run(c, "pg_ctl start")?;
         Ok(Self {
-            url: format!("postgres://postgres@127.0.0.1:{port}/confab"),
+            url: format!(
+                "postgres://postgres@localhost/confab?host={}",
+                sockets.display()
+            ),
             dir,
             bindir,
         })
@@ -171,7 +207,7 @@ pub struct PrivateRedis {
 
 impl PrivateRedis {
     /// Start a `redis-server` that keeps nothing on disk (Redis only holds
-    /// state that can be rebuilt), on a free port.
+    /// state that can be rebuilt), on a private Unix socket.
     pub fn start(dir: &Path) -> Result<Self, InfraError> {
         let bin = which("redis-server")
             .or_else(|| Some(PathBuf::from("/usr/bin/redis-server")).filter(|p| p.exists()))
@@ -180,10 +216,12 @@ impl PrivateRedis {
                 package: "redis-server".into(),
             })?;
         std::fs::create_dir_all(dir)?;
-        let port = free_port()?;
+        let socket = socket_dir(dir, "redis")?.join("redis.sock");
+        let _ = std::fs::remove_file(&socket);
         let log = std::fs::File::create(dir.join("redis.log"))?;
         let child = Command::new(bin)
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--port", "0", "--unixsocketperm", "700", "--unixsocket"])
+            .arg(&socket)
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
             .arg(dir)
@@ -192,7 +230,7 @@ impl PrivateRedis {
             .stderr(log)
             .spawn()?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             if Instant::now() > deadline {
                 return Err(InfraError::Failed {
                     what: "redis-server".into(),
@@ -205,7 +243,7 @@ impl PrivateRedis {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(Self {
-            url: format!("redis://127.0.0.1:{port}"),
+            url: format!("redis+unix://{}", socket.display()),
             child,
         })
     }

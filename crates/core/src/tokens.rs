@@ -102,10 +102,18 @@ impl Verifier {
     /// Fetch the key set now (used at start so the first request is fast).
     pub async fn refresh(&self) -> Result<usize, TokenError> {
         let mut last = self.inner.last_fetch.lock().await;
-        self.fetch_locked(&mut last).await
+        let result = self.fetch_locked(&mut last).await;
+        if result.is_err() {
+            // Auth may simply not be up yet: let the first token fetch again.
+            *last = None;
+        }
+        result
     }
 
     async fn fetch_locked(&self, last: &mut Option<Instant>) -> Result<usize, TokenError> {
+        // Counted from the attempt, not the success: while auth struggles,
+        // forged kids must not turn into a stream of fetches.
+        *last = Some(Instant::now());
         let set: JwkSet = self
             .inner
             .http
@@ -125,7 +133,6 @@ impl Verifier {
         }
         let n = keys.len();
         *self.inner.keys.write().await = keys;
-        *last = Some(Instant::now());
         Ok(n)
     }
 

@@ -99,7 +99,10 @@ pub struct PasswordHasher {
     /// Verified against when the account does not exist, so "unknown email"
     /// costs as much as "wrong password" and timing reveals nothing.
     dummy_hash: String,
-    permits: Semaphore,
+    /// Bounds concurrent hashes (each takes 19 MiB). A permit is held by
+    /// the blocking task itself, so a client that disconnects mid-hash does
+    /// not free its slot while the hash still runs.
+    permits: Arc<Semaphore>,
 }
 
 impl PasswordHasher {
@@ -114,16 +117,19 @@ impl PasswordHasher {
         Ok(Self {
             argon2,
             dummy_hash,
-            permits: Semaphore::new(parallelism * 2),
+            permits: Arc::new(Semaphore::new(parallelism * 2)),
         })
     }
 
     pub async fn hash(self: &Arc<Self>, password: Password) -> Result<String, Error> {
-        let _permit = self.permit().await?;
+        let permit = self.permit().await?;
         let this = Arc::clone(self);
-        tokio::task::spawn_blocking(move || hash_with(&this.argon2, password.as_bytes()))
-            .await
-            .map_err(|e| Error::Internal(format!("password hashing task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            hash_with(&this.argon2, password.as_bytes())
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("password hashing task failed: {e}")))?
     }
 
     /// `stored` is `None` when no account matched; the dummy hash is checked
@@ -133,9 +139,10 @@ impl PasswordHasher {
         password: Password,
         stored: Option<String>,
     ) -> Result<bool, Error> {
-        let _permit = self.permit().await?;
+        let permit = self.permit().await?;
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let known = stored.is_some();
             let phc = stored.as_deref().unwrap_or(&this.dummy_hash);
             let parsed = PasswordHash::new(phc)
@@ -150,9 +157,9 @@ impl PasswordHasher {
         .map_err(|e| Error::Internal(format!("password verification task failed: {e}")))?
     }
 
-    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Error> {
-        self.permits
-            .acquire()
+    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
+        Arc::clone(&self.permits)
+            .acquire_owned()
             .await
             .map_err(|_| Error::Internal("password hasher closed".into()))
     }

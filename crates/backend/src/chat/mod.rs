@@ -231,12 +231,100 @@ impl Chat {
     ) -> Result<(), Error> {
         let lock = self.thread_lock(thread);
         let _guard = lock.lock().await;
-        let db = &self.inner.db;
+        if self.inner.shutdown.is_cancelled() {
+            // Queued behind another reply while the process stops: leave the
+            // question unanswered (retryable) rather than start what cannot finish.
+            return Ok(());
+        }
         let started = std::time::Instant::now();
+        let (id, seq) = match self.insert_reply(user, thread, question).await {
+            Ok(v) => v,
+            Err(e) if e.code() == "not_retryable" => {
+                self.publish_error(
+                    user,
+                    thread,
+                    None,
+                    "not_retryable",
+                    &e.public_message(),
+                    false,
+                )
+                .await;
+                return Ok(());
+            }
+            Err(e) => {
+                let msg = "Confab could not start a reply. Retry in a moment.";
+                self.publish_error(user, thread, Some(question), "internal", msg, true)
+                    .await;
+                return Err(e);
+            }
+        };
 
-        let mut tx = db.begin().await?;
+        // From here on every outcome, our own failures included, ends the
+        // reply: a row left `streaming` would spin in every client.
+        let mut text = String::new();
+        let outcome = self.stream_reply(user, thread, id, seq, &mut text).await;
+        let db = &self.inner.db;
+        let result = match outcome {
+            Ok(Ok(())) => match store::messages::complete(db, id, &text).await {
+                Ok(()) => {
+                    let html = confab_core::markdown::render(&text);
+                    self.publish(
+                        user,
+                        &ServerFrame::Done {
+                            thread_id: thread,
+                            message_id: id,
+                            seq,
+                            html,
+                        },
+                    )
+                    .await;
+                    metrics::counter!("chat_messages_total", "role" => "assistant").increment(1);
+                    metrics::histogram!("chat_reply_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    Ok(())
+                }
+                Err(e) => Err(Error::from(e)),
+            },
+            Ok(Err(provider)) => {
+                tracing::warn!(error = %provider, %thread, message = %id, "reply failed");
+                metrics::counter!("chat_reply_failures_total", "code" => provider.code())
+                    .increment(1);
+                let (code, message) = (provider.code(), provider.user_message());
+                let stored = store::messages::fail(db, id, &text, code, &message).await;
+                self.publish_error(user, thread, Some(id), code, &message, true)
+                    .await;
+                stored.map_err(Error::from)
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            // Our side failed (database, Redis): best effort to end the reply.
+            let message =
+                "Something went wrong on our side while writing this reply. Retry to try again.";
+            let _ = store::messages::fail(db, id, &text, "internal", message).await;
+            self.publish_error(user, thread, Some(id), "internal", message, true)
+                .await;
+            tracing::error!(error = %e, %thread, message = %id, "reply aborted");
+        }
+        let mut redis = self.inner.redis.clone();
+        let _: Result<(), _> = redis
+            .expire(self.inner.keys.live_stream(id), LIVE_STREAM_TTL_SECS)
+            .await;
+        result
+    }
+
+    /// Insert the `streaming` reply row with the thread's next seq. A
+    /// question that already has a good reply (a second retry racing the
+    /// first) is refused by a unique index.
+    async fn insert_reply(
+        &self,
+        user: UserId,
+        thread: ThreadId,
+        question: MessageId,
+    ) -> Result<(MessageId, i64), Error> {
+        let mut tx = self.inner.db.begin().await?;
         let seq = store::threads::next_seq(&mut tx, thread).await?;
-        let reply = store::messages::insert(
+        let inserted = store::messages::insert(
             &mut *tx,
             NewMessage {
                 id: MessageId::new(),
@@ -250,75 +338,74 @@ impl Chat {
                 reply_to: Some(question),
             },
         )
-        .await?;
-        tx.commit().await?;
-        let id = reply.id;
+        .await;
+        match inserted {
+            Ok(reply) => {
+                tx.commit().await?;
+                Ok((reply.id, seq))
+            }
+            Err(e) if store::is_unique_violation(&e, "messages_one_good_reply") => {
+                Err(not_retryable())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
 
+    /// Stream the provider's reply into deltas. The outer error is ours
+    /// (context query); the inner one the provider's.
+    async fn stream_reply(
+        &self,
+        user: UserId,
+        thread: ThreadId,
+        id: MessageId,
+        seq: i64,
+        text: &mut String,
+    ) -> Result<Result<(), ProviderError>, Error> {
         let context = self.context(thread, seq).await?;
-        let mut text = String::new();
-        let outcome = match self.open_stream(context).await {
-            Err(e) => Err(e),
-            Ok(mut stream) => {
-                let mut index = 0u64;
-                loop {
-                    let next = tokio::select! {
-                        n = stream.next() => n,
-                        _ = self.inner.shutdown.cancelled() => Some(Err(ProviderError::Cut)),
-                    };
-                    match next {
-                        None => break Ok(()),
-                        Some(Err(e)) => break Err(e),
-                        Some(Ok(delta)) => {
-                            text.push_str(&delta);
-                            self.publish_delta(user, thread, id, seq, index, delta)
-                                .await;
-                            index += 1;
-                        }
-                    }
+        let mut stream = match self.open_stream(context).await {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut index = 0u64;
+        loop {
+            let next = tokio::select! {
+                n = stream.next() => n,
+                _ = self.inner.shutdown.cancelled() => Some(Err(ProviderError::Cut)),
+            };
+            match next {
+                None => return Ok(Ok(())),
+                Some(Err(e)) => return Ok(Err(e)),
+                Some(Ok(delta)) => {
+                    text.push_str(&delta);
+                    self.publish_delta(user, thread, id, seq, index, delta)
+                        .await;
+                    index += 1;
                 }
             }
-        };
-
-        match outcome {
-            Ok(()) => {
-                store::messages::complete(db, id, &text).await?;
-                let html = confab_core::markdown::render(&text);
-                self.publish(
-                    user,
-                    &ServerFrame::Done {
-                        thread_id: thread,
-                        message_id: id,
-                        seq,
-                        html,
-                    },
-                )
-                .await;
-                metrics::counter!("chat_messages_total", "role" => "assistant").increment(1);
-                metrics::histogram!("chat_reply_seconds").record(started.elapsed().as_secs_f64());
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, %thread, message = %id, "reply failed");
-                store::messages::fail(db, id, &text, e.code(), &e.user_message()).await?;
-                self.publish(
-                    user,
-                    &ServerFrame::Error {
-                        code: e.code().into(),
-                        message: e.user_message(),
-                        retryable: true,
-                        client_msg_id: None,
-                        thread_id: Some(thread),
-                        message_id: Some(id),
-                    },
-                )
-                .await;
-                metrics::counter!("chat_reply_failures_total", "code" => e.code()).increment(1);
-            }
         }
-        let mut redis = self.inner.redis.clone();
-        let _: Result<(), _> = redis
-            .expire(self.inner.keys.live_stream(id), LIVE_STREAM_TTL_SECS)
-            .await;
-        Ok(())
+    }
+
+    async fn publish_error(
+        &self,
+        user: UserId,
+        thread: ThreadId,
+        message_id: Option<MessageId>,
+        code: &str,
+        message: &str,
+        retryable: bool,
+    ) {
+        self.publish(
+            user,
+            &ServerFrame::Error {
+                code: code.into(),
+                message: message.into(),
+                retryable,
+                client_msg_id: None,
+                thread_id: Some(thread),
+                message_id,
+            },
+        )
+        .await;
     }
 
     /// Open the provider's stream, retrying transient failures that happen

@@ -129,28 +129,28 @@ impl Hub {
         }
     }
 
-    fn revoke(&self, sid: SessionId) {
-        let users = self.inner.users.lock().expect("hub lock");
-        for conn in users
-            .values()
-            .flat_map(HashMap::values)
-            .filter(|c| c.sid == sid)
-        {
-            let _ = conn.tx.try_send(Outbound::Close(
-                super::protocol::close::SESSION_REVOKED,
-                "session revoked",
-            ));
+    /// Close the sockets matching `which`. A socket whose queue is full is
+    /// dropped from the hub instead, which ends it too: a close is never lost.
+    fn close_where(&self, which: impl Fn(UserId, &Conn) -> bool, code: u16, reason: &'static str) {
+        let mut users = self.inner.users.lock().expect("hub lock");
+        for (user, conns) in users.iter_mut() {
+            conns.retain(|_, c| {
+                !which(*user, c) || c.tx.try_send(Outbound::Close(code, reason)).is_ok()
+            });
         }
+    }
+
+    fn revoke(&self, sid: SessionId) {
+        self.close_where(
+            |_, c| c.sid == sid,
+            super::protocol::close::SESSION_REVOKED,
+            "session revoked",
+        );
     }
 
     /// Close every socket of a user (account deleted).
     pub fn close_user(&self, user: UserId, code: u16, reason: &'static str) {
-        let users = self.inner.users.lock().expect("hub lock");
-        if let Some(conns) = users.get(&user) {
-            for c in conns.values() {
-                let _ = c.tx.try_send(Outbound::Close(code, reason));
-            }
-        }
+        self.close_where(|u, _| u == user, code, reason);
     }
 
     /// Listen on Redis until shutdown, reconnecting with backoff.
@@ -164,6 +164,13 @@ impl Hub {
             if let Err(e) = result {
                 tracing::warn!(error = %e, "pub/sub connection lost; reconnecting");
             }
+            // Frames published while we were not subscribed are lost to our
+            // sockets: close them so their clients reconnect and resume.
+            self.close_where(
+                |_, _| true,
+                super::protocol::close::RESYNC,
+                "reconnect and resume",
+            );
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = shutdown.cancelled() => return,

@@ -54,20 +54,28 @@ pub async fn upgrade(
 
 type Sink = SplitSink<WebSocket, Message>;
 
+/// How long one write to a client may take. A client that stops reading
+/// would otherwise pin its task, and with it expiry, revocation and shutdown.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn write(sink: &mut Sink, msg: Message) -> bool {
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, sink.send(msg)).await,
+        Ok(Ok(()))
+    )
+}
+
 async fn send(sink: &mut Sink, frame: &ServerFrame) -> bool {
-    sink.send(Message::Text(frame.to_json().into()))
-        .await
-        .is_ok()
+    write(sink, Message::Text(frame.to_json().into())).await
 }
 
 async fn close_with(sink: &mut Sink, code: u16, reason: &str) {
-    let _ = sink
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.to_string().into(),
-        })))
-        .await;
-    let _ = sink.close().await;
+    let frame = CloseFrame {
+        code,
+        reason: reason.to_string().into(),
+    };
+    write(sink, Message::Close(Some(frame))).await;
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
 }
 
 fn remaining(exp: i64) -> Duration {
@@ -132,6 +140,14 @@ async fn session(state: AppState, socket: WebSocket) {
         expires_at: claims.exp,
     };
     let (_registration, mut outbound) = state.hub.register(ctx.user, ctx.sid);
+    // A logout announced between the check in `authenticate` and the
+    // registration reached no socket of ours: check once more.
+    if confab_core::tokens::is_revoked(&state.redis, &state.keys, ctx.sid)
+        .await
+        .unwrap_or(false)
+    {
+        return close_with(&mut sink, close::SESSION_REVOKED, "session revoked").await;
+    }
     let ready = ServerFrame::Ready {
         user_id: ctx.user,
         agent: state.chat.provider().info(),
@@ -159,7 +175,7 @@ async fn session(state: AppState, socket: WebSocket) {
             }
             out = outbound.recv() => match out {
                 Some(Outbound::Frame(s)) => {
-                    if sink.send(Message::Text(s.into())).await.is_err() {
+                    if !write(&mut sink, Message::Text(s.into())).await {
                         return;
                     }
                 }

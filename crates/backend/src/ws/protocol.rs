@@ -18,6 +18,9 @@ pub mod close {
     pub const SESSION_REVOKED: u16 = 4003;
     /// The client could not keep up with its frames; reconnect and resume.
     pub const TOO_SLOW: u16 = 4008;
+    /// The server lost its fan-out subscription and may have missed frames;
+    /// reconnect and resume.
+    pub const RESYNC: u16 = 4009;
     /// Standard: a frame exceeded the size limit.
     pub const TOO_BIG: u16 = 1009;
     /// Standard: the server is shutting down.
