@@ -6,13 +6,14 @@ use fantoccini::{Client, ClientBuilder, Locator};
 // chromedriver is on loopback: plain HTTP, no TLS stack needed.
 use hyper_util::client::legacy::connect::HttpConnector;
 use std::{
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
 };
 
 pub struct Browser {
-    pub client: Client,
+    client: Option<Client>,
     driver: Child,
     artifacts: PathBuf,
 }
@@ -33,19 +34,6 @@ fn chromium_binary() -> String {
 
 impl Browser {
     pub async fn start(artifacts: &Path) -> Self {
-        let port = confab_core::infra::free_port().expect("free port");
-        let log = std::fs::File::create(artifacts.join("chromedriver.log")).expect("log");
-        let driver_bin =
-            std::env::var("CONFAB_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-        let mut driver = Command::new(&driver_bin)
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("could not start {driver_bin} (apt-get install chromium-driver): {e}")
-            });
         let profile = artifacts.join("chrome-profile");
         let caps = serde_json::json!({
             "goog:chromeOptions": {
@@ -58,37 +46,59 @@ impl Browser {
                 ]
             }
         });
-        let caps = match caps {
-            serde_json::Value::Object(m) => m,
-            _ => unreachable!("literal object"),
+        let serde_json::Value::Object(caps) = caps else {
+            unreachable!("literal object")
         };
-        let url = format!("http://127.0.0.1:{port}");
+        let driver_bin =
+            std::env::var("CONFAB_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let log_path = artifacts.join("chromedriver.log");
         let mut last = String::new();
-        for _ in 0..200 {
-            match ClientBuilder::new(HttpConnector::new())
-                .capabilities(caps.clone())
-                .connect(&url)
-                .await
-            {
-                Ok(client) => {
-                    return Self {
-                        client,
-                        driver,
-                        artifacts: artifacts.to_path_buf(),
+        // The free port is released before chromedriver binds it, so another
+        // process may take it first: chromedriver then exits, and we try again.
+        for _attempt in 0..3 {
+            let port = confab_core::infra::free_port().expect("free port");
+            let log = std::fs::File::create(&log_path).expect("log");
+            // Its own process group, so Chromium (its child) dies with it.
+            let driver = Command::new(&driver_bin)
+                .process_group(0)
+                .arg(format!("--port={port}"))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("could not start {driver_bin} (apt-get install chromium-driver): {e}")
+                });
+            let mut browser = Self {
+                client: None,
+                driver,
+                artifacts: artifacts.to_path_buf(),
+            };
+            let url = format!("http://127.0.0.1:{port}");
+            for _ in 0..200 {
+                match ClientBuilder::new(HttpConnector::new())
+                    .capabilities(caps.clone())
+                    .connect(&url)
+                    .await
+                {
+                    Ok(client) => {
+                        browser.client = Some(client);
+                        return browser;
                     }
+                    Err(e) => last = e.to_string(),
                 }
-                Err(e) => last = e.to_string(),
+                if let Ok(Some(status)) = browser.driver.try_wait() {
+                    last = format!("chromedriver exited ({status}); see {}", log_path.display());
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            if let Ok(Some(status)) = driver.try_wait() {
-                panic!(
-                    "chromedriver exited ({status}); see {}",
-                    artifacts.join("chromedriver.log").display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let _ = driver.kill();
         panic!("could not start a Chromium session: {last}");
+    }
+
+    fn client(&self) -> Client {
+        self.client.clone().expect("a started browser has a client")
     }
 
     /// Run the browser part of a test. If it panics, save a screenshot and
@@ -99,14 +109,14 @@ impl Browser {
         Fut: std::future::Future<Output = ()>,
     {
         use futures::FutureExt;
-        let result = std::panic::AssertUnwindSafe(f(self.client.clone()))
+        let result = std::panic::AssertUnwindSafe(f(self.client()))
             .catch_unwind()
             .await;
         if let Err(panic) = result {
-            if let Ok(png) = self.client.screenshot().await {
+            if let Ok(png) = self.client().screenshot().await {
                 let _ = std::fs::write(self.artifacts.join("failure.png"), png);
             }
-            if let Ok(html) = self.client.source().await {
+            if let Ok(html) = self.client().source().await {
                 let _ = std::fs::write(self.artifacts.join("failure.html"), html);
             }
             eprintln!(
@@ -119,9 +129,22 @@ impl Browser {
         self.shutdown().await;
     }
 
-    async fn shutdown(mut self) {
-        let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
+    async fn shutdown(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.client().close()).await;
+        // Drop kills whatever is left.
+    }
+}
+
+impl Drop for Browser {
+    /// Kill chromedriver's whole process group (Chromium included), also when
+    /// a test panics before `run` or a polite close hangs.
+    fn drop(&mut self) {
+        // pkill -g takes the group id as a positive number. (`kill -KILL
+        // -<pgid>` is parsed by procps' kill in a way that can hit every
+        // process the user owns.)
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-g", &self.driver.id().to_string()])
+            .status();
         let _ = self.driver.wait();
     }
 }

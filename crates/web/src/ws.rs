@@ -211,6 +211,18 @@ enum Ending {
     Shutdown,
 }
 
+/// How long relaying one frame may take. The relay reads one side only
+/// after writing to the other, so a peer that stops reading would otherwise
+/// stall both directions for good.
+const RELAY_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn sent<E>(send: impl std::future::Future<Output = Result<(), E>>) -> bool {
+    matches!(
+        tokio::time::timeout(RELAY_WRITE_TIMEOUT, send).await,
+        Ok(Ok(()))
+    )
+}
+
 /// Pump frames both ways until one side ends, then close the other.
 async fn relay(browser: WebSocket, upstream: BackendSocket, mut shutdown: watch::Receiver<bool>) {
     let (mut b_tx, mut b_rx) = browser.split();
@@ -224,7 +236,7 @@ async fn relay(browser: WebSocket, upstream: BackendSocket, mut shutdown: watch:
                     break Ending::Forwarded;
                 }
                 Some(Ok(m)) => {
-                    if u_tx.send(to_backend(m)).await.is_err() {
+                    if !sent(u_tx.send(to_backend(m))).await {
                         break Ending::BackendGone { too_big: false };
                     }
                 }
@@ -241,7 +253,7 @@ async fn relay(browser: WebSocket, upstream: BackendSocket, mut shutdown: watch:
                 }
                 Some(Ok(m)) => {
                     let Some(m) = to_browser(m) else { continue };
-                    if b_tx.send(m).await.is_err() {
+                    if !sent(b_tx.send(m)).await {
                         break Ending::BrowserGone { too_big: false };
                     }
                 }
