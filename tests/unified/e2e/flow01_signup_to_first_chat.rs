@@ -166,6 +166,10 @@ async fn flow01_signup_to_first_chat() {
                 .await
                 .unwrap();
             assert!(html.contains("<strong>there</strong>"), "{html}");
+
+            // Kept with the logs, to look at what a user saw.
+            let png = c.screenshot().await.expect("screenshot");
+            std::fs::write(h.artifacts.join("chat.png"), png).expect("save screenshot");
         })
         .await;
 }
