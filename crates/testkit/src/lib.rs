@@ -62,6 +62,8 @@ pub struct Harness {
     pub http: reqwest::Client,
     procs: Vec<Proc>,
     started: Instant,
+    confab_bin: &'static str,
+    backend_env: Vec<(String, String)>,
 }
 
 /// Paths the harness needs from the test binary (`env!` values are only
@@ -145,6 +147,8 @@ impl Harness {
                 .expect("http client"),
             procs,
             started,
+            confab_bin: bin,
+            backend_env: backend_env.clone(),
         };
         let backend = harness.spawn(bin, "backend", &backend_env).await;
         harness.backend_url = backend;
@@ -200,6 +204,16 @@ impl Harness {
     /// Start a headless Chromium session for this test.
     pub async fn browser(&self) -> Browser {
         Browser::start(&self.artifacts).await
+    }
+
+    /// Start one more backend process against the same databases and Redis
+    /// (scaling out); returns its URL once it is ready.
+    pub async fn add_backend(&mut self) -> String {
+        let env = self.backend_env.clone();
+        let url = self.spawn(self.confab_bin, "backend", &env).await;
+        let proc = self.procs.last().expect("just spawned");
+        proc.wait_ready(&self.http).await;
+        url
     }
 
     /// Stop one service (SIGTERM, then wait); used by tests of what survives.

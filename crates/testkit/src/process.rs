@@ -22,7 +22,14 @@ impl Proc {
         env: &[(String, String)],
         dir: &Path,
     ) -> Self {
-        let log = dir.join(format!("{service}.log"));
+        // A second instance of a service (scale-out tests) gets its own log.
+        let log = (1..)
+            .map(|n| match n {
+                1 => dir.join(format!("{service}.log")),
+                n => dir.join(format!("{service}-{n}.log")),
+            })
+            .find(|p| !p.exists())
+            .expect("an unused log name");
         let file = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(bin);
         cmd.arg(service)

@@ -7,6 +7,7 @@ mod api_auth;
 mod api_chat;
 mod confab_up;
 mod flow01_signup_to_first_chat;
+mod scale_out;
 
 use confab_testkit::Build;
 
