@@ -48,16 +48,21 @@ pub async fn run(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
             Some(pg)
         }
     };
-    let mut redis = match env.opt_string("CONFAB_REDIS_URL") {
-        Some(_) => None,
-        None => {
-            let r = PrivateRedis::start(&data_dir.join("redis"))?;
-            extra_env.push(("CONFAB_REDIS_URL".into(), r.url.clone()));
-            Some(r)
-        }
+    let mut redis = None;
+    let result = match env.opt_string("CONFAB_REDIS_URL") {
+        Some(_) => Ok(()),
+        None => PrivateRedis::start(&data_dir.join("redis"))
+            .map(|r| {
+                extra_env.push(("CONFAB_REDIS_URL".into(), r.url.clone()));
+                redis = Some(r);
+            })
+            .map_err(anyhow::Error::from),
     };
-
-    let result = run_services(&extra_env).await;
+    // Whatever fails from here on, the private servers are stopped below.
+    let result = match result {
+        Ok(()) => run_services(&extra_env).await,
+        Err(e) => Err(e),
+    };
 
     if let Some(r) = redis.as_mut() {
         r.stop();

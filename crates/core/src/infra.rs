@@ -216,6 +216,8 @@ impl PrivateRedis {
                 package: "redis-server".into(),
             })?;
         std::fs::create_dir_all(dir)?;
+        // Absolute: redis-server changes into `--dir` before it binds.
+        let dir = &dir.canonicalize()?;
         let socket = socket_dir(dir, "redis")?.join("redis.sock");
         let _ = std::fs::remove_file(&socket);
         let log = std::fs::File::create(dir.join("redis.log"))?;

@@ -23,11 +23,12 @@ struct Up {
 }
 
 impl Up {
-    async fn start(data: &Path, log: PathBuf) -> Self {
+    /// `confab up` with no arguments in `cwd`, as the README runs it (so the
+    /// data folder is the relative default `.confab`).
+    async fn start(cwd: &Path, log: PathBuf) -> Self {
         let mut child = Command::new(BUILD.confab_bin)
             .arg("up")
-            .arg("--data-dir")
-            .arg(data)
+            .current_dir(cwd)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env(
@@ -126,9 +127,9 @@ async fn confab_up_runs_everything_from_nothing() {
         .join("confab_up");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let data = dir.join("data");
+    let data = dir.join(".confab");
 
-    let mut up = Up::start(&data, dir.join("up-1.log")).await;
+    let mut up = Up::start(&dir, dir.join("up-1.log")).await;
     assert!(
         data.join("postgres").join("PG_VERSION").exists(),
         "no private PostgreSQL in the data folder"
@@ -161,7 +162,7 @@ async fn confab_up_runs_everything_from_nothing() {
     );
 
     // The data folder is reused: the account and its chat survive a restart.
-    let up2 = Up::start(&data, dir.join("up-2.log")).await;
+    let up2 = Up::start(&dir, dir.join("up-2.log")).await;
     let (status, body) = post(
         &format!("{}/v1/auth/login", up2.url),
         json!({"email": email, "password": "a long enough password"}),
