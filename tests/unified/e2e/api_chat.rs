@@ -134,6 +134,21 @@ async fn message_life_cycle_and_resend_dedup() {
         );
     }
 
+    // The socket takes a fresh token without reconnecting (reauth), but only
+    // one for the same user and session.
+    let (status, refreshed) = h
+        .post(
+            &format!("{}/v1/auth/refresh", h.auth_url),
+            None,
+            json!({"refresh_token": user.refresh_token}),
+        )
+        .await;
+    assert_eq!(status, 200, "{refreshed}");
+    ws.send(json!({"type": "reauth", "token": refreshed["access_token"]}))
+        .await;
+    let reauthed = ws.recv_type("reauthed").await;
+    assert!(reauthed["expires_at"].as_i64().unwrap() > chrono::Utc::now().timestamp());
+
     // Another user cannot see or write to this thread.
     let mallory = h.sign_up().await;
     let r = h
@@ -144,6 +159,9 @@ async fn message_life_cycle_and_resend_dedup() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+    ws.send(json!({"type": "reauth", "token": mallory.access_token}))
+        .await;
+    assert_eq!(ws.recv_type("error").await["code"], "token_mismatch");
     let mut ws2 = h.socket(&mallory).await;
     ws2.send(json!({"type": "send", "client_msg_id": "m-1", "thread_id": thread, "text": "hi"}))
         .await;

@@ -179,3 +179,29 @@ async fn confab_up_runs_everything_from_nothing() {
     .await;
     assert_eq!(threads["threads"][0]["title"], "2 + 2 * 10", "{threads}");
 }
+
+#[test]
+fn a_bad_setting_stops_a_service_with_the_variable_named() {
+    for (service, var, value) in [
+        ("auth", "CONFAB_AUTH_PORT", "eighty"),
+        ("backend", "CONFAB_LLM_BASE_URL", "ftp://models.example"),
+        ("web", "CONFAB_BACKEND_URL", "not a url"),
+        ("backend", "CONFAB_LOG", "info,,=="),
+    ] {
+        let out = Command::new(BUILD.confab_bin)
+            .arg(service)
+            .env(var, value)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run confab");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{service} started with {var}={value:?}"
+        );
+        assert!(
+            stderr.contains(var),
+            "{service}: error does not name {var}:\n{stderr}"
+        );
+    }
+}
