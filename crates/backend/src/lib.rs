@@ -132,7 +132,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let provider = agent::build(&config.llm);
     tracing::info!(agent = ?provider.info(), "agent provider ready");
     let hub = ws::hub::Hub::new(keys.clone());
-    let chat = chat::Chat::with_context(
+    let chat = chat::Chat::new(
         db.clone(),
         redis.clone(),
         keys.clone(),

@@ -17,10 +17,6 @@ impl Keys {
         }
     }
 
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     /// The durable stream of cross-service events.
     pub fn events_stream(&self) -> String {
         format!("{}events", self.prefix)

@@ -216,13 +216,6 @@ impl Harness {
         url
     }
 
-    /// Stop one service (SIGTERM, then wait); used by tests of what survives.
-    pub fn stop_service(&mut self, service: &str) {
-        if let Some(p) = self.procs.iter_mut().find(|p| p.service == service) {
-            p.stop();
-        }
-    }
-
     /// The log of one service so far.
     pub fn log(&self, service: &str) -> String {
         std::fs::read_to_string(self.artifacts.join(format!("{service}.log"))).unwrap_or_default()

@@ -70,16 +70,6 @@ impl Chat {
         keys: Keys,
         provider: Arc<dyn Provider>,
         shutdown: CancellationToken,
-    ) -> Self {
-        Self::with_context(db, redis, keys, provider, shutdown, 24_000)
-    }
-
-    pub fn with_context(
-        db: PgPool,
-        redis: redis::aio::ConnectionManager,
-        keys: Keys,
-        provider: Arc<dyn Provider>,
-        shutdown: CancellationToken,
         context_chars: usize,
     ) -> Self {
         Self {

@@ -109,17 +109,6 @@ impl Hub {
         self.inner.subscribed.load(Ordering::Acquire)
     }
 
-    /// Number of sockets this instance holds.
-    pub fn connections(&self) -> usize {
-        self.inner
-            .users
-            .lock()
-            .expect("hub lock")
-            .values()
-            .map(HashMap::len)
-            .sum()
-    }
-
     fn deliver(&self, user: UserId, payload: &str) {
         let mut users = self.inner.users.lock().expect("hub lock");
         if let Some(conns) = users.get_mut(&user) {
