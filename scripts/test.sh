@@ -5,19 +5,23 @@
 # It installs missing packages (postgresql, redis-server, chromium,
 # chromium-driver), uses the PostgreSQL on 127.0.0.1:5432 and the Redis on
 # 127.0.0.1:6379 when they answer, and otherwise starts private ones in
-# target/test-infra (stopped again on exit). CONFAB_TEST_DATABASE_URL and
+# a temporary folder (stopped and removed on exit). CONFAB_TEST_DATABASE_URL and
 # CONFAB_TEST_REDIS_URL point it elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 ./scripts/deps.sh --browser
 
-infra="$root/target/test-infra"
+# Under /tmp, not the checkout: as root, PostgreSQL runs as the postgres user,
+# who may not be able to enter the checkout's parent folders.
+infra=$(mktemp -d /tmp/confab-test-infra.XXXXXX)
+chmod 755 "$infra"
 cleanup() {
   if [ -f "$infra/pg/postmaster.pid" ]; then
     pg_run pg_ctl stop -D "$infra/pg" -m fast -w >/dev/null 2>&1 || true
   fi
   if [ -f "$infra/redis.pid" ]; then kill "$(cat "$infra/redis.pid")" 2>/dev/null || true; fi
+  rm -rf "$infra"
 }
 trap cleanup EXIT
 
@@ -35,7 +39,7 @@ if [ -z "${CONFAB_TEST_DATABASE_URL:-}" ]; then
     echo "no PostgreSQL on 127.0.0.1:5432; starting a private one" >&2
     mkdir -p "$infra"
     rm -rf "$infra/pg"; mkdir -p "$infra/pg"
-    if [ "$(id -u)" -eq 0 ]; then chown -R postgres:postgres "$infra/pg"; chmod o+x "$root" "$root/target" "$infra" 2>/dev/null || true; fi
+    if [ "$(id -u)" -eq 0 ]; then chown -R postgres:postgres "$infra/pg"; fi
     pg_run initdb -D "$infra/pg" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
     port=$(free_port)
     pg_run pg_ctl start -D "$infra/pg" -l "$infra/pg/server.log" -w \

@@ -125,6 +125,38 @@ fn socket_dir(data: &Path, kind: &str) -> Result<PathBuf, InfraError> {
     Ok(dir)
 }
 
+/// As root, PostgreSQL runs as the `postgres` user, who must be able to
+/// reach its data folder. When a parent folder is closed to it (a checkout
+/// under /root, say) the cluster lives under /var/lib/confab instead, in a
+/// folder named after the requested one, so it is still reused next time.
+fn postgres_reachable(dir: &Path) -> Result<PathBuf, InfraError> {
+    if !running_as_root() {
+        return Ok(dir.to_path_buf());
+    }
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    let reachable = Command::new("runuser")
+        .args(["-u", "postgres", "--", "test", "-x"])
+        .arg(parent)
+        .status()
+        .is_ok_and(|s| s.success());
+    if reachable {
+        return Ok(dir.to_path_buf());
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&dir, &mut h);
+    let moved = PathBuf::from(format!(
+        "/var/lib/confab/{:016x}/postgres",
+        std::hash::Hasher::finish(&h)
+    ));
+    std::fs::create_dir_all(&moved)?;
+    tracing::warn!(
+        requested = %dir.display(),
+        used = %moved.display(),
+        "the postgres user cannot reach the data folder; keeping PostgreSQL's files elsewhere"
+    );
+    Ok(moved)
+}
+
 pub struct PrivatePostgres {
     pub url: String,
     dir: PathBuf,
@@ -137,7 +169,7 @@ impl PrivatePostgres {
     pub fn start(dir: &Path) -> Result<Self, InfraError> {
         let bindir = pg_bindir()?;
         std::fs::create_dir_all(dir)?;
-        let dir = dir.canonicalize()?;
+        let dir = postgres_reachable(&dir.canonicalize()?)?;
         if running_as_root() {
             run(
                 {

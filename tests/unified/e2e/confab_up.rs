@@ -122,14 +122,19 @@ async fn post(url: &str, body: Value) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confab_up_runs_everything_from_nothing() {
-    let dir = PathBuf::from(BUILD.target_tmpdir)
+    let logs = PathBuf::from(BUILD.target_tmpdir)
         .join("e2e")
         .join("confab_up");
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&logs);
+    std::fs::create_dir_all(&logs).unwrap();
+    // The working folder is under the system's temp folder: PostgreSQL runs
+    // as the postgres user, who may not be able to enter the checkout.
+    let dir =
+        std::env::temp_dir().join(format!("confab-up-test-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let data = dir.join(".confab");
 
-    let mut up = Up::start(&dir, dir.join("up-1.log")).await;
+    let mut up = Up::start(&dir, logs.join("up-1.log")).await;
     assert!(
         data.join("postgres").join("PG_VERSION").exists(),
         "no private PostgreSQL in the data folder"
@@ -162,7 +167,7 @@ async fn confab_up_runs_everything_from_nothing() {
     );
 
     // The data folder is reused: the account and its chat survive a restart.
-    let up2 = Up::start(&dir, dir.join("up-2.log")).await;
+    let mut up2 = Up::start(&dir, logs.join("up-2.log")).await;
     let (status, body) = post(
         &format!("{}/v1/auth/login", up2.url),
         json!({"email": email, "password": "a long enough password"}),
@@ -178,6 +183,12 @@ async fn confab_up_runs_everything_from_nothing() {
     )
     .await;
     assert_eq!(threads["threads"][0]["title"], "2 + 2 * 10", "{threads}");
+    assert!(
+        up2.stop(),
+        "confab up did not stop cleanly:\n{}",
+        up2.log_text()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
