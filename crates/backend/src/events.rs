@@ -53,6 +53,7 @@ async fn run(state: &AppState, consumer: &str) -> Result<(), crate::Error> {
     loop {
         if last_claim.elapsed() >= CLAIM_IDLE {
             claim_abandoned(state, &mut conn, &stream, consumer).await?;
+            prune_processed(state).await?;
             last_claim = std::time::Instant::now();
         }
         let opts = StreamReadOptions::default()
@@ -87,6 +88,16 @@ async fn claim_abandoned(
     for entry in reply.claimed {
         handle_entry(state, conn, stream, &entry.id, &entry.map).await?;
     }
+    Ok(())
+}
+
+/// Forget processed event ids long after any redelivery could happen (an
+/// entry is acknowledged once applied; abandoned ones are claimed within a
+/// minute), so the table does not grow forever.
+async fn prune_processed(state: &AppState) -> Result<(), crate::Error> {
+    sqlx::query("DELETE FROM processed_events WHERE processed_at < now() - interval '30 days'")
+        .execute(&state.db)
+        .await?;
     Ok(())
 }
 
