@@ -32,6 +32,20 @@ impl crate::Harness {
         request(&self.http, reqwest::Method::GET, url, token, None).await
     }
 
+    /// Log a session out through the auth API; returns the HTTP status.
+    pub async fn log_out(&self, access_token: &str) -> u16 {
+        let url = format!("{}/v1/auth/logout", self.auth_url);
+        request(
+            &self.http,
+            reqwest::Method::POST,
+            &url,
+            Some(access_token),
+            None,
+        )
+        .await
+        .0
+    }
+
     /// `POST` a JSON body with an optional bearer token.
     pub async fn post(&self, url: &str, token: Option<&str>, body: Value) -> (u16, Value) {
         request(&self.http, reqwest::Method::POST, url, token, Some(&body)).await

@@ -220,14 +220,7 @@ async fn login_refresh_rotation_and_logout() {
     // Logout revokes the session everywhere: the backend refuses its token.
     let (status, _) = backend_get(&h, "/v1/threads", &user.access_token).await;
     assert_eq!(status, 200);
-    let r = h
-        .http
-        .post(format!("{}/v1/auth/logout", h.auth_url))
-        .bearer_auth(&user.access_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(h.log_out(&user.access_token).await, 204);
     let (status, body) = backend_get(&h, "/v1/threads", &user.access_token).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"]["code"], "session_revoked");

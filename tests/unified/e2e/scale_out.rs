@@ -43,14 +43,7 @@ async fn two_backends_serve_one_user_and_logout_reaches_both() {
     assert_eq!(a.collect_reply().await.text, reply2.text);
 
     // Logging out closes the session's sockets on both instances.
-    let r = h
-        .http
-        .post(format!("{}/v1/auth/logout", h.auth_url))
-        .bearer_auth(&user.access_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(h.log_out(&user.access_token).await, 204);
     assert_eq!(a.expect_close().await, 4003);
     assert_eq!(b.expect_close().await, 4003);
 
