@@ -356,10 +356,9 @@ function setConnectionState(state) {
 async function connect() {
   clearTimeout(sock.timer);
   if (leaving || sock.ws) return;
-  if (navigator.onLine === false) {
-    setConnectionState("offline");
-    return; // the "online" event reconnects
-  }
+  // navigator.onLine is only a hint: with no interface up but loopback (a
+  // laptop on a plane using Confab at localhost, an air-gapped server) it is
+  // false while the server answers. Always try; the backoff paces failures.
   setConnectionState(sock.connectedOnce ? "reconnecting" : "connecting");
   // Authenticating with a token that is about to lapse would only earn a 4001.
   if (!session.token || session.expiresAt - Date.now() < 5000) {
@@ -483,7 +482,7 @@ setInterval(() => {
 }, 5_000);
 
 window.addEventListener("offline", () => {
-  if (document.body.dataset.page === "app") setConnectionState("offline");
+  if (document.body.dataset.page === "app" && !sock.ready) setConnectionState("offline");
 });
 window.addEventListener("online", () => {
   if (document.body.dataset.page !== "app" || leaving) return;
