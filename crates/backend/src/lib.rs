@@ -9,6 +9,7 @@ pub mod chat;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod markdown;
 pub mod store;
 pub mod ws;
 

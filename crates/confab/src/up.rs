@@ -7,10 +7,8 @@
 //! Ctrl-C.
 
 use anyhow::{bail, Context};
-use confab_core::{
-    config::Env,
-    infra::{PrivatePostgres, PrivateRedis},
-};
+use confab_core::config::Env;
+use confab_infra::{PrivatePostgres, PrivateRedis};
 use std::{
     io::{BufRead, BufReader},
     path::PathBuf,

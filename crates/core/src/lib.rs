@@ -1,16 +1,16 @@
-//! Shared pieces of the Confab services: configuration parsing, ids, token
-//! verification, event types, Redis key layout, telemetry, HTTP plumbing,
-//! Markdown rendering and the private PostgreSQL/Redis instances `confab up`
-//! and the test harness start.
+//! What several Confab services share, and nothing else: configuration
+//! parsing, ids, token verification, event types, the Redis key layout,
+//! telemetry, HTTP plumbing and database helpers. Something only one service
+//! needs lives in that service's crate (Markdown rendering in the backend);
+//! the private PostgreSQL/Redis processes of `confab up` and the harness live
+//! in `confab-infra`.
 
 pub mod config;
 pub mod db;
 pub mod events;
 pub mod http;
 pub mod ids;
-pub mod infra;
 pub mod keys;
-pub mod markdown;
 pub mod telemetry;
 pub mod tokens;
 

@@ -56,7 +56,7 @@ impl Browser {
         // The free port is released before chromedriver binds it, so another
         // process may take it first: chromedriver then exits, and we try again.
         for _attempt in 0..3 {
-            let port = confab_core::infra::free_port().expect("free port");
+            let port = confab_infra::free_port().expect("free port");
             let log = std::fs::File::create(&log_path).expect("log");
             // Its own process group, so Chromium (its child) dies with it.
             let driver = Command::new(&driver_bin)

@@ -257,7 +257,7 @@ impl Chat {
         let result = match outcome {
             Ok(Ok(())) => match store::messages::complete(db, id, &text).await {
                 Ok(()) => {
-                    let html = confab_core::markdown::render(&text);
+                    let html = crate::markdown::render(&text);
                     self.publish(
                         user,
                         &ServerFrame::Done {

@@ -86,7 +86,7 @@ pub struct ErrorView {
 impl From<Message> for MessageView {
     fn from(m: Message) -> Self {
         let html = (m.role == "assistant" && m.status != "streaming")
-            .then(|| confab_core::markdown::render(&m.content));
+            .then(|| crate::markdown::render(&m.content));
         let error = m.error_code.map(|code| ErrorView {
             code,
             message: m.error_message.unwrap_or_default(),

@@ -1,5 +1,8 @@
 //! Private PostgreSQL and Redis instances started from the machine's own
-//! server binaries, in a data folder, for `confab up` with nothing configured.
+//! server binaries, in a data folder, for `confab up` with nothing configured,
+//! and the free-port helper the test harness uses. Neither service needs
+//! this, so it is its own crate rather than part of `confab-core`; the harness
+//! can use it without depending on the binary crate.
 //! They listen only on Unix sockets in folders no other user can enter (no
 //! TCP port at all): they never collide with servers the machine already
 //! runs, and PostgreSQL's trust authentication and Redis's lack of a password
