@@ -1,6 +1,7 @@
 //! The web server's settings, read once at start from `CONFAB_*` variables.
 
 use confab_core::config::{Common, ConfigError, Env};
+use std::time::Duration;
 
 /// Where the web server listens and where the two services it fronts live.
 ///
@@ -13,7 +14,25 @@ pub struct Config {
     pub port: u16,
     pub auth_url: String,
     pub backend_url: String,
+    /// How long a proxied request may wait for the upstream's response
+    /// headers, and then for each further piece of a streamed body
+    /// (`CONFAB_WEB_UPSTREAM_TIMEOUT_SECS`).
+    pub upstream_timeout: Duration,
+    /// How many WebSocket relays may be open at once
+    /// (`CONFAB_WEB_MAX_SOCKETS`); each holds two sockets.
+    pub max_sockets: usize,
 }
+
+/// Each relayed socket holds two file descriptors (browser and backend); this
+/// keeps a process well inside a 20,000-descriptor limit.
+pub const DEFAULT_MAX_SOCKETS: usize = 5_000;
+
+/// More than any one process could hold open; a larger value is a typo.
+const MAX_SOCKETS_LIMIT: usize = 1_000_000;
+
+/// Long enough for any request that does real work before answering; short
+/// enough that a hung upstream does not pile up waiting browsers.
+pub const DEFAULT_UPSTREAM_TIMEOUT_SECS: u64 = 30;
 
 impl Config {
     /// Load from the environment (and flag overrides in `env`). A bad value
@@ -36,6 +55,22 @@ impl Config {
                 "http://127.0.0.1:8000",
                 &["http", "https"],
             )?,
+            upstream_timeout: {
+                let var = "CONFAB_WEB_UPSTREAM_TIMEOUT_SECS";
+                let secs = env.parse::<u64>(var, DEFAULT_UPSTREAM_TIMEOUT_SECS)?;
+                if secs == 0 {
+                    return Err(env.invalid(var, "must be at least 1 second"));
+                }
+                Duration::from_secs(secs)
+            },
+            max_sockets: {
+                let var = "CONFAB_WEB_MAX_SOCKETS";
+                let n = env.parse::<usize>(var, DEFAULT_MAX_SOCKETS)?;
+                if !(1..=MAX_SOCKETS_LIMIT).contains(&n) {
+                    return Err(env.invalid(var, format!("must be 1 to {MAX_SOCKETS_LIMIT}")));
+                }
+                n
+            },
         })
     }
 }
@@ -58,6 +93,45 @@ mod tests {
         assert_eq!(c.port, 3000);
         assert_eq!(c.auth_url, "http://127.0.0.1:8001");
         assert_eq!(c.backend_url, "http://127.0.0.1:8000");
+    }
+
+    #[test]
+    fn proxy_bounds_have_defaults_and_reject_zero() {
+        let base = || {
+            let mut env = Env::new();
+            env.set("CONFAB_REDIS_URL", "redis://127.0.0.1:6379");
+            env.set("CONFAB_HOST", "127.0.0.1");
+            env.set("CONFAB_WEB_PORT", "0");
+            env.set("CONFAB_AUTH_URL", "http://127.0.0.1:8001");
+            env.set("CONFAB_BACKEND_URL", "http://127.0.0.1:8000");
+            env
+        };
+        // An empty override counts as unset, whatever the process has exported.
+        let mut env = base();
+        env.set("CONFAB_WEB_UPSTREAM_TIMEOUT_SECS", "");
+        env.set("CONFAB_WEB_MAX_SOCKETS", "");
+        let c = Config::from_env(&env).unwrap();
+        assert_eq!(c.upstream_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_sockets, 5000);
+
+        env.set("CONFAB_WEB_UPSTREAM_TIMEOUT_SECS", "2");
+        env.set("CONFAB_WEB_MAX_SOCKETS", "1");
+        let c = Config::from_env(&env).unwrap();
+        assert_eq!(c.upstream_timeout, Duration::from_secs(2));
+        assert_eq!(c.max_sockets, 1);
+
+        for (var, value) in [
+            ("CONFAB_WEB_UPSTREAM_TIMEOUT_SECS", "0"),
+            ("CONFAB_WEB_UPSTREAM_TIMEOUT_SECS", "soon"),
+            ("CONFAB_WEB_MAX_SOCKETS", "0"),
+            ("CONFAB_WEB_MAX_SOCKETS", "-1"),
+            ("CONFAB_WEB_MAX_SOCKETS", "1000001"),
+        ] {
+            let mut env = base();
+            env.set(var, value);
+            let err = Config::from_env(&env).unwrap_err();
+            assert!(err.to_string().starts_with(&format!("{var}:")), "{err}");
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ use axum::{
 };
 use confab_core::http::{bind, readiness, shutdown_signal, with_common_layers};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 /// Why the web server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,10 @@ pub(crate) struct AppState {
     /// Every socket relay holds a clone; when all are dropped, `run` knows
     /// the relays have finished (the mini-redis shutdown pattern).
     pub relays_done: mpsc::Sender<()>,
+    /// One permit per open socket relay (`Config::max_sockets`): past the cap
+    /// an upgrade is refused with 503 instead of running out of descriptors
+    /// (mini-redis's connection limit).
+    pub sockets: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -69,12 +73,16 @@ impl AppState {
             .redirect(reqwest::redirect::Policy::none())
             // An `HTTP_PROXY` in the environment must not reroute internal calls.
             .no_proxy()
-            // Only the connect is bounded: exports and other streamed bodies
-            // may legitimately take long.
+            // Not a total timeout: exports and other streamed bodies may
+            // legitimately take long. Each read waits at most this long, so
+            // a stalled body is cut; `proxy::forward` bounds the wait for
+            // the response headers with the same duration.
             .connect_timeout(Duration::from_secs(5))
+            .read_timeout(config.upstream_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
         Ok(Self {
+            sockets: Arc::new(Semaphore::new(config.max_sockets)),
             config: Arc::new(config),
             http,
             templates: Arc::new(pages::templates()?),

@@ -5,7 +5,9 @@
 //! httpOnly, SameSite cookie, and spares us CORS. The proxy is deliberately
 //! dumb: it streams bodies both ways, passes `Set-Cookie` and redirects back
 //! untouched, and only adds what a proxy must (forwarding headers, a request
-//! id that the next service logs under the same id).
+//! id that the next service logs under the same id) and a bound on how long
+//! it waits (`Config::upstream_timeout`): a hung upstream answers 504 instead
+//! of holding the browser's request open for good.
 
 use crate::AppState;
 use axum::{
@@ -48,6 +50,15 @@ impl Upstream {
             Upstream::Auth => "Sign-in is not reachable right now. Try again in a moment.",
             Upstream::Backend => {
                 "The chat service is not reachable right now. Try again in a moment."
+            }
+        }
+    }
+
+    fn timeout_message(self) -> &'static str {
+        match self {
+            Upstream::Auth => "Sign-in is taking too long to answer. Try again in a moment.",
+            Upstream::Backend => {
+                "The chat service is taking too long to answer. Try again in a moment."
             }
         }
     }
@@ -154,11 +165,23 @@ pub(crate) async fn forward(State(s): State<AppState>, req: Request) -> Response
     if has_body(&parts.headers) {
         outgoing = outgoing.body(reqwest::Body::wrap_stream(body.into_data_stream()));
     }
-    match outgoing.send().await {
-        Ok(res) => into_response(res),
-        Err(e) => {
+    // Bounds the wait for the response headers (the body's reads are bounded
+    // by the client's read timeout). Sending the request body is part of the
+    // wait, so a browser that stalls an upload is cut too.
+    let timeout = s.config.upstream_timeout;
+    match tokio::time::timeout(timeout, outgoing.send()).await {
+        Ok(Ok(res)) => into_response(res),
+        Ok(Err(e)) if e.is_timeout() => {
+            tracing::warn!(?upstream, %url, error = %e, "upstream request timed out");
+            timed_out(upstream)
+        }
+        Ok(Err(e)) => {
             tracing::warn!(?upstream, %url, error = %e, "upstream request failed");
             unavailable(upstream)
+        }
+        Err(_) => {
+            tracing::warn!(?upstream, %url, ?timeout, "upstream did not answer in time");
+            timed_out(upstream)
         }
     }
 }
@@ -179,17 +202,33 @@ fn into_response(res: reqwest::Response) -> Response {
     out
 }
 
-/// The error the app shows when a service is down; the shape is the one
-/// every Confab API error has, so the client needs no special case.
-pub(crate) fn unavailable(upstream: Upstream) -> Response {
+/// An error of the proxy's own, in the shape every Confab API error has, so
+/// the client needs no special case.
+pub(crate) fn error(status: StatusCode, code: &'static str, message: &'static str) -> Response {
     (
-        StatusCode::BAD_GATEWAY,
+        status,
         Json(serde_json::json!({
-            "error": {
-                "code": "upstream_unavailable",
-                "message": upstream.unavailable_message(),
-            }
+            "error": { "code": code, "message": message }
         })),
     )
         .into_response()
+}
+
+/// The service is down or refused the connection.
+pub(crate) fn unavailable(upstream: Upstream) -> Response {
+    error(
+        StatusCode::BAD_GATEWAY,
+        "upstream_unavailable",
+        upstream.unavailable_message(),
+    )
+}
+
+/// The service accepted the request but did not answer within
+/// `Config::upstream_timeout`.
+fn timed_out(upstream: Upstream) -> Response {
+    error(
+        StatusCode::GATEWAY_TIMEOUT,
+        "upstream_timeout",
+        upstream.timeout_message(),
+    )
 }

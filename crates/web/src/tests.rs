@@ -12,28 +12,33 @@ use axum::{
     Router,
 };
 use futures::{SinkExt, StreamExt};
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::{self as ts, client::IntoClientRequest};
 use tower::ServiceExt;
 
+fn config(auth_url: &str, backend_url: &str) -> Config {
+    Config {
+        host: "127.0.0.1".into(),
+        port: 0,
+        auth_url: auth_url.into(),
+        backend_url: backend_url.into(),
+        upstream_timeout: Duration::from_secs(crate::config::DEFAULT_UPSTREAM_TIMEOUT_SECS),
+        max_sockets: crate::config::DEFAULT_MAX_SOCKETS,
+    }
+}
+
 fn state(auth_url: &str, backend_url: &str) -> AppState {
+    state_with(config(auth_url, backend_url))
+}
+
+fn state_with(config: Config) -> AppState {
     // The senders are leaked on purpose: a dropped shutdown sender must not
     // look like "stop now" to a relay under test.
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     std::mem::forget(shutdown_tx);
     let (relays_tx, _relays_rx) = mpsc::channel(1);
-    AppState::new(
-        Config {
-            host: "127.0.0.1".into(),
-            port: 0,
-            auth_url: auth_url.into(),
-            backend_url: backend_url.into(),
-        },
-        shutdown_rx,
-        relays_tx,
-    )
-    .unwrap()
+    AppState::new(config, shutdown_rx, relays_tx).unwrap()
 }
 
 /// An address nothing listens on: bind a port, then free it.
@@ -476,7 +481,7 @@ async fn next_non_ping(
     >,
 ) -> ts::Message {
     loop {
-        let m = tokio::time::timeout(std::time::Duration::from_secs(5), s.next())
+        let m = tokio::time::timeout(Duration::from_secs(5), s.next())
             .await
             .expect("a frame in time")
             .expect("socket open")
@@ -546,4 +551,120 @@ async fn a_socket_to_a_down_backend_is_a_502() {
         Err(ts::Error::Http(res)) => assert_eq!(res.status(), StatusCode::BAD_GATEWAY),
         other => panic!("expected an HTTP error, got {other:?}"),
     }
+}
+
+/// A stand-in upstream that accepts requests and never answers: `/v1/hang`
+/// sends no headers, `/v1/stall` sends headers and a first chunk, then nothing.
+fn hung_upstream() -> Router {
+    Router::new()
+        .route("/v1/hang", get(std::future::pending::<()>))
+        .route(
+            "/v1/stall",
+            get(|| async {
+                let first = futures::stream::once(async {
+                    Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"partial"))
+                });
+                Body::from_stream(first.chain(futures::stream::pending()))
+            }),
+        )
+}
+
+#[tokio::test]
+async fn an_upstream_that_does_not_answer_is_a_504_with_a_json_error() {
+    let backend = serve(hung_upstream()).await;
+    let mut c = config("http://127.0.0.1:9", &format!("http://{backend}"));
+    c.upstream_timeout = Duration::from_millis(300);
+    let res = tokio::time::timeout(
+        Duration::from_secs(5),
+        app(state_with(c)).oneshot(Request::get("/v1/hang").body(Body::empty()).unwrap()),
+    )
+    .await
+    .expect("the proxy gives up by itself")
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+    let body: serde_json::Value =
+        serde_json::from_slice(&to_bytes(res.into_body(), usize::MAX).await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "upstream_timeout");
+    assert_eq!(
+        body["error"]["message"],
+        "The chat service is taking too long to answer. Try again in a moment."
+    );
+}
+
+#[tokio::test]
+async fn a_streamed_body_that_stalls_is_cut() {
+    let backend = serve(hung_upstream()).await;
+    let mut c = config("http://127.0.0.1:9", &format!("http://{backend}"));
+    c.upstream_timeout = Duration::from_millis(300);
+    let res = app(state_with(c))
+        .oneshot(Request::get("/v1/stall").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    // The headers arrived in time, so the answer is the upstream's; its body
+    // ends in an error once no byte came for the timeout.
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = tokio::time::timeout(
+        Duration::from_secs(5),
+        to_bytes(res.into_body(), usize::MAX),
+    )
+    .await
+    .expect("the proxy cuts the body by itself");
+    assert!(body.is_err(), "a stalled body must not end as if complete");
+}
+
+#[tokio::test]
+async fn sockets_past_the_cap_are_refused_with_a_503_until_one_closes() {
+    let backend = serve(ws_backend()).await;
+    let mut c = config("http://127.0.0.1:9", &format!("http://{backend}"));
+    c.max_sockets = 1;
+    let state = state_with(c);
+    let web = serve(app(state.clone())).await;
+    let origin = format!("http://{web}");
+
+    let mut first = open_socket(web, &origin).await;
+    first.send(ts::Message::text("hello")).await.unwrap();
+    assert_eq!(next_non_ping(&mut first).await, ts::Message::text("hello"));
+
+    let mut req = format!("ws://{web}/v1/ws").into_client_request().unwrap();
+    req.headers_mut()
+        .insert(header::ORIGIN, origin.parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Err(ts::Error::Http(res)) => {
+            assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(res.headers()[header::RETRY_AFTER], "5");
+            let body: serde_json::Value =
+                serde_json::from_slice(res.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["error"]["code"], "too_many_sockets");
+            assert_eq!(
+                body["error"]["message"],
+                "This server has too many chat connections open right now. Try again in a moment."
+            );
+        }
+        other => panic!("expected a 503, got {other:?}"),
+    }
+    // The refused upgrade never reached the backend: the one relay is still fine.
+    first.send(ts::Message::text("still here")).await.unwrap();
+    assert_eq!(
+        next_non_ping(&mut first).await,
+        ts::Message::text("still here")
+    );
+
+    // Closing the first gives its slot back (waited for, not slept on) and
+    // the next socket is accepted.
+    first.close(None).await.unwrap();
+    drop(first);
+    let slot = tokio::time::timeout(
+        Duration::from_secs(5),
+        state.sockets.clone().acquire_owned(),
+    )
+    .await
+    .expect("the closed relay frees its slot")
+    .unwrap();
+    drop(slot);
+    let mut again = open_socket(web, &origin).await;
+    again.send(ts::Message::text("hi again")).await.unwrap();
+    assert_eq!(
+        next_non_ping(&mut again).await,
+        ts::Message::text("hi again")
+    );
 }

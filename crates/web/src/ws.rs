@@ -11,6 +11,11 @@
 //! client acts on them (4001 token expired → refresh, 4003 session revoked →
 //! log in again, 1009 message too big). When either side ends, the other is
 //! closed too, so neither holds a half-dead connection.
+//!
+//! At most `Config::max_sockets` relays are open at once: each holds a
+//! permit from `AppState::sockets` for its whole life, and an upgrade that
+//! finds none left is refused with 503 `too_many_sockets` before the backend
+//! is contacted. The browser's client reconnects with backoff.
 
 use crate::{
     proxy::{self, Upstream},
@@ -27,7 +32,10 @@ use axum::{
 use confab_core::REQUEST_ID_HEADER;
 use futures::{SinkExt, StreamExt};
 use std::{net::IpAddr, time::Duration};
-use tokio::{net::TcpStream, sync::watch};
+use tokio::{
+    net::TcpStream,
+    sync::{watch, OwnedSemaphorePermit},
+};
 use tokio_tungstenite::{
     tungstenite::{
         self as ts,
@@ -81,6 +89,9 @@ pub(crate) async fn upgrade(State(s): State<AppState>, req: Request) -> Response
         Ok(u) => u,
         Err(rejection) => return rejection.into_response(),
     };
+    let Some(permit) = RelayPermit::try_new(&s) else {
+        return too_many_sockets(s.config.max_sockets);
+    };
 
     let upstream = match connect_upstream(&s, &parts.headers, parts.uri.query(), peer).await {
         Ok(u) => u,
@@ -103,8 +114,48 @@ pub(crate) async fn upgrade(State(s): State<AppState>, req: Request) -> Response
     let guard = s.relays_done.clone();
     upgrade.on_upgrade(move |browser| async move {
         relay(browser, upstream.0, shutdown).await;
+        drop(permit);
         drop(guard);
     })
+}
+
+/// A relay's claim on one of the `Config::max_sockets` slots; the slot and the
+/// `web_relayed_sockets` gauge are given back when it is dropped, however the
+/// relay ends (including an upgrade the browser never completed).
+struct RelayPermit {
+    _slot: OwnedSemaphorePermit,
+}
+
+impl RelayPermit {
+    fn try_new(s: &AppState) -> Option<Self> {
+        let permit = s.sockets.clone().try_acquire_owned().ok()?;
+        metrics::gauge!("web_relayed_sockets").increment(1.0);
+        Some(Self { _slot: permit })
+    }
+}
+
+impl Drop for RelayPermit {
+    fn drop(&mut self) {
+        metrics::gauge!("web_relayed_sockets").decrement(1.0);
+    }
+}
+
+/// The refusal past the socket cap: 503 with our JSON error shape, and a
+/// `Retry-After` so well-behaved clients back off.
+fn too_many_sockets(limit: usize) -> Response {
+    tracing::warn!(
+        limit,
+        "websocket refused: CONFAB_WEB_MAX_SOCKETS relays already open"
+    );
+    metrics::counter!("web_sockets_refused_total").increment(1);
+    let mut res = proxy::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too_many_sockets",
+        "This server has too many chat connections open right now. Try again in a moment.",
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    res
 }
 
 /// Whether `Origin` names this server, as the browser reached it. Both
