@@ -7,7 +7,7 @@
 //! Ctrl-C.
 
 use anyhow::{bail, Context};
-use confab_core::config::Env;
+use confab_core::{clock, config::Env};
 use confab_infra::{PrivatePostgres, PrivateRedis};
 use std::{
     io::{BufRead, BufReader},
@@ -95,7 +95,10 @@ async fn run_services(extra_env: &[(String, String)]) -> anyhow::Result<()> {
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("starting {name}"))?;
-        let stdout = child.stdout.take().expect("piped");
+        let stdout = child
+            .stdout
+            .take()
+            .with_context(|| format!("{name}'s stdout was not captured"))?;
         services.push(Service { name, child });
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -132,7 +135,7 @@ async fn run_services(extra_env: &[(String, String)]) -> anyhow::Result<()> {
         loop {
             tokio::select! {
                 _ = confab_core::http::shutdown_signal() => return Ok(()),
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = clock::sleep(Duration::from_millis(500)) => {}
             }
             for s in services.iter_mut() {
                 if let Some(status) = s.child.try_wait()? {
@@ -156,18 +159,18 @@ fn stop_all(services: &mut [Service]) {
             .arg(s.child.id().to_string())
             .status();
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = clock::instant() + Duration::from_secs(10);
     for s in services.iter_mut().rev() {
         loop {
             match s.child.try_wait() {
                 Ok(Some(_)) | Err(_) => break,
-                Ok(None) if std::time::Instant::now() > deadline => {
+                Ok(None) if clock::instant() > deadline => {
                     eprintln!("{} did not stop in time; killing it", s.name);
                     let _ = s.child.kill();
                     let _ = s.child.wait();
                     break;
                 }
-                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                Ok(None) => clock::blocking_sleep(Duration::from_millis(50)),
             }
         }
     }

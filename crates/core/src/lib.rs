@@ -5,6 +5,7 @@
 //! the private PostgreSQL/Redis processes of `confab up` and the harness live
 //! in `confab-infra`.
 
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod events;

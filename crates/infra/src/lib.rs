@@ -13,8 +13,10 @@ use std::{
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use confab_core::clock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InfraError {
@@ -266,9 +268,10 @@ impl PrivateRedis {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // redis-server offers nothing to wait on but its socket appearing.
+        let deadline = clock::instant() + Duration::from_secs(10);
         while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            if Instant::now() > deadline {
+            if clock::instant() > deadline {
                 return Err(InfraError::Failed {
                     what: "redis-server".into(),
                     detail: format!(
@@ -277,7 +280,7 @@ impl PrivateRedis {
                     ),
                 });
             }
-            std::thread::sleep(Duration::from_millis(50));
+            clock::blocking_sleep(Duration::from_millis(50));
         }
         Ok(Self {
             url: format!("redis+unix://{}", socket.display()),

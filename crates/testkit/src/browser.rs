@@ -91,7 +91,7 @@ impl Browser {
                     last = format!("chromedriver exited ({status}); see {}", log_path.display());
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                confab_core::clock::sleep(Duration::from_millis(50)).await;
             }
         }
         panic!("could not start a Chromium session: {last}");

@@ -86,7 +86,7 @@ async fn ensure_template(service: &str, migrator: &sqlx::migrate::Migrator) -> S
         // Closing the pool ends our connections, but their server processes
         // exit a moment later, and a database with sessions cannot be
         // renamed: wait until the server reports none.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let deadline = confab_core::clock::instant() + std::time::Duration::from_secs(10);
         loop {
             let sessions: i64 =
                 // Autovacuum workers are not counted: the rename stops them itself.
@@ -101,7 +101,7 @@ async fn ensure_template(service: &str, migrator: &sqlx::migrate::Migrator) -> S
             if sessions == 0 {
                 break;
             }
-            if std::time::Instant::now() >= deadline {
+            if confab_core::clock::instant() >= deadline {
                 let who: Vec<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
                     "SELECT application_name, state, query FROM pg_stat_activity WHERE datname = $1",
                 )
@@ -111,7 +111,7 @@ async fn ensure_template(service: &str, migrator: &sqlx::migrate::Migrator) -> S
                 .unwrap_or_default();
                 panic!("sessions on {building} did not end: {who:?}");
             }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            confab_core::clock::sleep(std::time::Duration::from_millis(10)).await;
         }
         sqlx::query(&format!(
             "ALTER DATABASE {} RENAME TO {}",

@@ -5,6 +5,11 @@
 //! socket client, read access to both databases, a headless Chromium, and a
 //! stand-in for the one external system a chat needs: the LLM provider.
 
+// Test code: a panic with a message is how a test fails, so `unwrap` and
+// `expect` are fine here (clippy's allow-unwrap-in-tests does not cover
+// integration-test crates and test-support libraries).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod api;
 pub mod browser;
 pub mod db;
@@ -80,7 +85,7 @@ impl Harness {
     }
 
     pub async fn start_with(build: Build, name: &str, options: Options) -> Self {
-        let started = Instant::now();
+        let started = confab_core::clock::instant();
         let artifacts = PathBuf::from(build.target_tmpdir).join("e2e").join(name);
         let _ = std::fs::remove_dir_all(&artifacts);
         std::fs::create_dir_all(&artifacts).expect("artifacts folder");
@@ -258,16 +263,16 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + std::time::Duration::from_secs(secs);
+    let deadline = confab_core::clock::instant() + std::time::Duration::from_secs(secs);
     loop {
         if let Some(v) = check().await {
             return v;
         }
         assert!(
-            Instant::now() < deadline,
+            confab_core::clock::instant() < deadline,
             "timed out after {secs}s waiting for: {what}"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        confab_core::clock::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

@@ -181,7 +181,7 @@ async fn completions(
     let body = futures::stream::iter(chunks)
         .then(move |c| async move {
             if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
+                confab_core::clock::sleep(delay).await;
             }
             Ok::<_, std::io::Error>(sse_chunk(&c))
         })

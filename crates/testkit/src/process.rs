@@ -5,7 +5,7 @@ use std::{
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 pub struct Proc {
@@ -85,16 +85,16 @@ impl Proc {
 
     /// Poll `/readyz` until it answers 200.
     pub async fn wait_ready(&self, http: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = confab_core::clock::instant() + Duration::from_secs(30);
         let url = format!("{}/readyz", self.url);
         let mut last = String::new();
-        while Instant::now() < deadline {
+        while confab_core::clock::instant() < deadline {
             match http.get(&url).timeout(Duration::from_secs(2)).send().await {
                 Ok(r) if r.status().is_success() => return,
                 Ok(r) => last = r.text().await.unwrap_or_default(),
                 Err(e) => last = e.to_string(),
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            confab_core::clock::sleep(Duration::from_millis(50)).await;
         }
         panic!(
             "{} never became ready ({last}); its log:\n{}",
@@ -112,16 +112,16 @@ impl Proc {
             .arg("-TERM")
             .arg(child.id().to_string())
             .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = confab_core::clock::instant() + Duration::from_secs(5);
         loop {
             match child.try_wait() {
                 Ok(Some(_)) | Err(_) => return,
-                Ok(None) if Instant::now() > deadline => {
+                Ok(None) if confab_core::clock::instant() > deadline => {
                     let _ = child.kill();
                     let _ = child.wait();
                     return;
                 }
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) => confab_core::clock::blocking_sleep(Duration::from_millis(20)),
             }
         }
     }

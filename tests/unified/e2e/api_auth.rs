@@ -272,7 +272,7 @@ async fn forged_and_expired_tokens_are_rejected() {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     header.kid = Some(kid.clone());
     let sign = |c: &Value| jsonwebtoken::encode(&header, c, &signing).unwrap();
-    let now = chrono::Utc::now().timestamp();
+    let now = confab_core::clock::Clock::system().now().timestamp();
 
     let mut expired = claims.clone();
     expired["iat"] = (now - 600).into();

@@ -147,7 +147,10 @@ async fn message_life_cycle_and_resend_dedup() {
     ws.send(json!({"type": "reauth", "token": refreshed["access_token"]}))
         .await;
     let reauthed = ws.recv_type("reauthed").await;
-    assert!(reauthed["expires_at"].as_i64().unwrap() > chrono::Utc::now().timestamp());
+    assert!(
+        reauthed["expires_at"].as_i64().unwrap()
+            > confab_core::clock::Clock::system().now().timestamp()
+    );
 
     // Another user cannot see or write to this thread.
     let mallory = h.sign_up().await;

@@ -88,7 +88,7 @@ impl Up {
             if let Ok(Some(status)) = child.try_wait() {
                 return status.success();
             }
-            std::thread::sleep(Duration::from_millis(50));
+            confab_core::clock::blocking_sleep(Duration::from_millis(50));
         }
         let _ = child.kill();
         let _ = child.wait();

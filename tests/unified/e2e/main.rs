@@ -3,6 +3,11 @@
 //! WebSockets, real JWTs and a real headless Chromium. One test binary (one
 //! link step); one module per flow, named after it.
 
+// Test code: a panic with a message is how a test fails, so `unwrap` and
+// `expect` are fine here (clippy's allow-unwrap-in-tests does not cover
+// integration-test crates and test-support libraries).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod api_auth;
 mod api_chat;
 mod confab_up;

@@ -5,8 +5,12 @@
 //!
 //! `cargo build --release -p confab && cargo run --release -p confab-testkit --bin bench-startup -- target/release/confab 10`
 
+// Test code: a panic with a message is how a test fails, so `unwrap` and
+// `expect` are fine here (clippy's allow-unwrap-in-tests does not cover
+// integration-test crates and test-support libraries).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use confab_testkit::{Agent, Build, Harness, Options};
-use std::time::Instant;
 
 #[tokio::main]
 async fn main() {
@@ -29,7 +33,7 @@ async fn main() {
     };
     let mut samples = Vec::with_capacity(runs);
     for i in 0..runs {
-        let start = Instant::now();
+        let start = confab_core::clock::instant();
         let h = Harness::start_with(
             build,
             &format!("bench_startup_{i}"),
