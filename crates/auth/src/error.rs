@@ -6,13 +6,14 @@
 //! answered with a bare 500 so nothing about the database or Redis leaks.
 
 use axum::{
-    extract::rejection::JsonRejection,
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
-    Json,
 };
-use confab_core::tokens::TokenError;
-use serde_json::json;
+use confab_core::{
+    error::InfraError,
+    http::api::{error_response, MalformedRequest},
+    tokens::TokenError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -55,17 +56,9 @@ pub enum Error {
     #[error("This endpoint does not support that HTTP method.")]
     MethodNotAllowed,
 
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-
-    #[error("migration error: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-
-    #[error("redis error: {0}")]
-    Redis(#[from] redis::RedisError),
-
-    #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
+    /// Database, Redis, I/O: logged, answered with a bare 500.
+    #[error(transparent)]
+    Infra(InfraError),
 
     /// A bug or a broken invariant (a stored key that does not parse, a
     /// panicked hashing task); the message is for the logs only.
@@ -95,11 +88,7 @@ impl Error {
             Error::Token(_) => StatusCode::UNAUTHORIZED,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Error::Database(_)
-            | Error::Migrate(_)
-            | Error::Redis(_)
-            | Error::Io(_)
-            | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Infra(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -117,11 +106,7 @@ impl Error {
             Error::Token(e) => e.code(),
             Error::NotFound => "not_found",
             Error::MethodNotAllowed => "method_not_allowed",
-            Error::Database(_)
-            | Error::Migrate(_)
-            | Error::Redis(_)
-            | Error::Io(_)
-            | Error::Internal(_) => "internal",
+            Error::Infra(_) | Error::Internal(_) => "internal",
         }
     }
 
@@ -163,16 +148,11 @@ impl From<TokenError> for Error {
     }
 }
 
-impl From<JsonRejection> for Error {
-    fn from(rejection: JsonRejection) -> Self {
-        let message = match &rejection {
-            JsonRejection::MissingJsonContentType(_) => {
-                "Expected a JSON body with `Content-Type: application/json`.".to_string()
-            }
-            // axum's text is specific ("missing field `email` at line 1 column 20").
-            other => other.body_text(),
-        };
-        Error::MalformedRequest(message)
+confab_core::infra_error_conversions!(Error);
+
+impl From<MalformedRequest> for Error {
+    fn from(e: MalformedRequest) -> Self {
+        Error::MalformedRequest(e.0)
     }
 }
 
@@ -181,15 +161,11 @@ impl IntoResponse for Error {
         let status = self.status();
         let message = if self.is_internal() {
             tracing::error!(error = %self, "request failed with an internal error");
-            "Something went wrong on our side; please try again.".to_string()
+            InfraError::PUBLIC_MESSAGE.to_string()
         } else {
             self.to_string()
         };
-        let mut error = json!({ "code": self.code(), "message": message });
-        if let Some(field) = self.field() {
-            error["field"] = json!(field);
-        }
-        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        let mut response = error_response(status, self.code(), &message, self.field());
         if status == StatusCode::UNAUTHORIZED
             && matches!(
                 self,
@@ -220,7 +196,11 @@ pub trait ResultExt<T> {
 impl<T, E: Into<Error>> ResultExt<T> for Result<T, E> {
     fn on_constraint(self, name: &str, f: impl FnOnce() -> Error) -> Result<T, Error> {
         self.map_err(|e| match e.into() {
-            Error::Database(sqlx::Error::Database(db)) if db.constraint() == Some(name) => f(),
+            Error::Infra(InfraError::Database(sqlx::Error::Database(db)))
+                if db.constraint() == Some(name) =>
+            {
+                f()
+            }
             other => other,
         })
     }
@@ -229,6 +209,7 @@ impl<T, E: Into<Error>> ResultExt<T> for Result<T, E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     async fn body(e: Error) -> (StatusCode, serde_json::Value) {
         let response = e.into_response();

@@ -7,17 +7,14 @@
 //! with the very same JWK-derived keys, so what it accepts is exactly what
 //! the other services (which fetch the JWKS) accept.
 
-use crate::{error::Error, store};
+use crate::{domain::NewSigningKey, error::Error, store};
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use chrono::{DateTime, Utc};
 use confab_core::{
     ids::{SessionId, UserId},
     tokens::{Claims, TokenError, AUDIENCE},
 };
-use ed25519_dalek::{
-    pkcs8::{DecodePrivateKey, EncodePrivateKey},
-    SigningKey,
-};
+use ed25519_dalek::{pkcs8::DecodePrivateKey, SigningKey};
 use jsonwebtoken::{
     jwk::{
         AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm,
@@ -25,35 +22,11 @@ use jsonwebtoken::{
     },
     Algorithm, DecodingKey, EncodingKey, Header,
 };
-use rand::{rngs::OsRng, RngCore};
 use sqlx::PgPool;
 use std::{collections::HashMap, time::Duration};
 
 /// Clock skew tolerated when checking `exp`; the same as the shared verifier.
 const LEEWAY_SECS: u64 = 2;
-
-/// A freshly generated key pair, ready to be stored.
-pub struct NewSigningKey {
-    pub kid: String,
-    pub private_pkcs8: Vec<u8>,
-    pub public_key: Vec<u8>,
-}
-
-impl NewSigningKey {
-    pub fn generate() -> Result<Self, Error> {
-        let key = SigningKey::generate(&mut OsRng);
-        let der = key
-            .to_pkcs8_der()
-            .map_err(|e| Error::Internal(format!("encoding a new signing key: {e}")))?;
-        let mut kid = [0u8; 16];
-        OsRng.fill_bytes(&mut kid);
-        Ok(Self {
-            kid: URL_SAFE_NO_PAD.encode(kid),
-            private_pkcs8: der.as_bytes().to_vec(),
-            public_key: key.verifying_key().to_bytes().to_vec(),
-        })
-    }
-}
 
 /// What `AccessTokens::issue` needs to know about the user and session.
 pub struct Subject<'a> {

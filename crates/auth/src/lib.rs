@@ -3,8 +3,10 @@
 //! JWKS), and the outbox that tells the other services about users and
 //! revoked sessions.
 //!
-//! The `confab` binary calls [`Config::from_env`] then [`run`]; tests and
-//! `confab up` can use [`build`] to get the bound address before serving.
+//! A library with a thin entry point: the `confab auth` subcommand (which
+//! `confab up` and the end-to-end harness start as a process) calls
+//! [`Config::from_env`], [`build`] and [`App::run`]; the API tests use
+//! [`App::run_until`] to stop it when they are done.
 
 pub mod domain;
 pub mod error;
@@ -108,14 +110,6 @@ pub async fn migrate(config: &Config) -> Result<(), Error> {
     Ok(())
 }
 
-/// Migrate, listen, serve until Ctrl-C/SIGTERM, then shut down gracefully.
-pub async fn run(config: Config) -> Result<(), Error> {
-    build(config)
-        .await?
-        .run_until(confab_core::http::shutdown_signal())
-        .await
-}
-
 /// A migrated, bound, not yet serving auth service.
 pub struct App {
     listener: TcpListener,
@@ -133,7 +127,7 @@ pub async fn build(config: Config) -> Result<App, Error> {
     confab_core::db::ensure_database(&config.database_url).await?;
     let pool = confab_core::db::connect(&config.database_url, DB_POOL_SIZE).await?;
     MIGRATOR.run(&pool).await?;
-    let redis = confab_core::http::connect_redis(&config.common.redis_url).await?;
+    let redis = confab_core::redis_conn::connect(&config.common.redis_url).await?;
     let tokens = AccessTokens::load(&pool, &config.issuer, config.access_token_ttl).await?;
     let settings = config.argon2;
     // Computing the dummy hash is the one Argon2 run at start.
@@ -175,6 +169,11 @@ pub async fn build(config: Config) -> Result<App, Error> {
 impl App {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Serve until Ctrl-C or SIGTERM, then shut down gracefully.
+    pub async fn run(self) -> Result<(), Error> {
+        self.run_until(confab_core::http::shutdown_signal()).await
     }
 
     /// Serve until `shutdown` resolves, let in-flight requests finish, then

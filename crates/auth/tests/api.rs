@@ -63,7 +63,7 @@ async fn spawn_app(extra: &[(&str, &str)]) -> TestApp {
     tokio::spawn(app.run_until(async {
         let _ = stopped.await;
     }));
-    let redis = confab_core::http::connect_redis(&config.common.redis_url)
+    let redis = confab_core::redis_conn::connect(&config.common.redis_url)
         .await
         .unwrap();
     TestApp {
@@ -255,7 +255,7 @@ impl TestApp {
 
     async fn is_revoked_in_redis(&self, access: &str) -> bool {
         let sid = claims_of(access)["sid"].as_str().unwrap().parse().unwrap();
-        confab_core::tokens::is_revoked(&self.redis, &self.keys(), sid)
+        confab_core::revocation::is_revoked(&self.redis, &self.keys(), sid)
             .await
             .unwrap()
     }
@@ -567,7 +567,7 @@ async fn concurrent_starts_create_one_signing_key() {
         tokio::spawn(async move {
             confab_auth::store::signing_keys::ensure_active(
                 &pool,
-                confab_auth::keys::NewSigningKey::generate,
+                confab_auth::domain::NewSigningKey::generate,
             )
             .await
             .unwrap()

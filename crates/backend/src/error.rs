@@ -1,12 +1,16 @@
-//! The backend's one error type, mapped to HTTP (and to socket error frames)
-//! in one place.
+//! The backend's one error type, mapped to HTTP here ([`IntoResponse`]) and
+//! to socket error frames by the gateway from the same `code` and
+//! `public_message`.
 
 use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
-    Json,
 };
-use confab_core::tokens::TokenError;
+use confab_core::{
+    error::InfraError,
+    http::api::{error_response, MalformedRequest},
+    tokens::TokenError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -24,14 +28,22 @@ pub enum Error {
     },
     #[error("malformed request: {0}")]
     Malformed(String),
-    #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
-    #[error("migration error: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("redis error: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("io error: {0}")]
-    Io(#[from] std::io::Error),
+    /// A browser on another site tried to open the chat socket.
+    #[error("This origin may not open a chat socket.")]
+    OriginNotAllowed,
+    #[error("This endpoint does not support that method.")]
+    MethodNotAllowed,
+    /// Database, Redis, I/O: logged, answered with a bare 500.
+    #[error(transparent)]
+    Infra(InfraError),
+}
+
+confab_core::infra_error_conversions!(Error);
+
+impl From<MalformedRequest> for Error {
+    fn from(e: MalformedRequest) -> Self {
+        Error::Malformed(e.0)
+    }
 }
 
 impl Error {
@@ -55,29 +67,29 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Invalid { code, .. } => code,
             Error::Malformed(_) => "malformed_request",
-            Error::Db(_) | Error::Migrate(_) | Error::Redis(_) | Error::Io(_) => "internal",
+            Error::OriginNotAllowed => "origin_not_allowed",
+            Error::MethodNotAllowed => "method_not_allowed",
+            Error::Infra(_) => "internal",
         }
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::MissingToken | Error::Token(_) => match self {
-                Error::Token(TokenError::Jwks(_)) => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::UNAUTHORIZED,
-            },
+            Error::Token(TokenError::Jwks(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::MissingToken | Error::Token(_) => StatusCode::UNAUTHORIZED,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Malformed(_) => StatusCode::BAD_REQUEST,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::OriginNotAllowed => StatusCode::FORBIDDEN,
+            Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Infra(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// The message shown to users; internal details stay in the logs.
     pub fn public_message(&self) -> String {
         match self {
-            Error::Db(_) | Error::Migrate(_) | Error::Redis(_) | Error::Io(_) => {
-                "Something went wrong on our side. Please try again.".into()
-            }
+            Error::Infra(_) => InfraError::PUBLIC_MESSAGE.into(),
             Error::Token(TokenError::Expired) => {
                 "Your session token expired; refresh it and try again.".into()
             }
@@ -104,34 +116,46 @@ impl Error {
     }
 }
 
-impl Error {
-    /// The usual body with a status other than the variant's own (403 for a
-    /// foreign origin, 405 for a wrong method).
-    pub fn with_status(self, status: StatusCode) -> Response {
-        let mut r = self.into_response();
-        *r.status_mut() = status;
-        r
-    }
-}
-
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         if self.is_internal() {
             tracing::error!(error = %self, "internal error");
         }
-        let mut body = serde_json::json!({
-            "error": { "code": self.code(), "message": self.public_message() }
-        });
-        if let Some(f) = self.field() {
-            body["error"]["field"] = f.into();
-        }
-        let mut resp = (self.status(), Json(body)).into_response();
-        if self.status() == StatusCode::UNAUTHORIZED {
+        let status = self.status();
+        let mut resp = error_response(status, self.code(), &self.public_message(), self.field());
+        if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer"),
             );
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_variant_carries_its_own_status() {
+        let e = Error::OriginNotAllowed;
+        assert_eq!(
+            (e.status(), e.code()),
+            (StatusCode::FORBIDDEN, "origin_not_allowed")
+        );
+        let e = Error::MethodNotAllowed;
+        assert_eq!(
+            (e.status(), e.code()),
+            (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+        );
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak() {
+        let e = Error::Infra(InfraError::Timeout("the secret thing"));
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.code(), "internal");
+        assert!(!e.public_message().contains("secret"));
     }
 }

@@ -5,8 +5,11 @@
 //! acknowledges it. Entries another consumer read but never acknowledged
 //! (it crashed) are claimed after a while and applied here.
 
-use crate::{store, ws::protocol::close, AppState};
-use confab_core::events::{Event, EventKind};
+use crate::{store, AppState};
+use confab_core::{
+    events::{Event, EventKind},
+    revocation,
+};
 use redis::{
     streams::{StreamReadOptions, StreamReadReply},
     AsyncCommands, Value,
@@ -16,6 +19,11 @@ use std::time::Duration;
 pub const GROUP: &str = "backend";
 /// Pending entries idle this long are assumed abandoned and claimed.
 const CLAIM_IDLE: Duration = Duration::from_secs(30);
+/// How long one blocking read waits for new entries.
+const READ_BLOCK: Duration = Duration::from_secs(2);
+/// Processed event ids are kept this long (redelivery happens within a
+/// minute; the rest is a generous margin).
+const KEEP_PROCESSED_DAYS: i32 = 30;
 
 pub async fn consume(state: AppState) {
     let consumer = format!("backend-{}", uuid::Uuid::new_v4());
@@ -39,8 +47,9 @@ pub async fn consume(state: AppState) {
 async fn run(state: &AppState, consumer: &str) -> Result<(), crate::Error> {
     // Blocking reads get a connection of their own: on the shared
     // multiplexed one they would hold up every other command.
-    let client = redis::Client::open(state.config.common.redis_url.as_str())?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut conn =
+        confab_core::redis_conn::connect_blocking(&state.config.common.redis_url, READ_BLOCK)
+            .await?;
     let stream = state.keys.events_stream();
     let created: Result<(), redis::RedisError> =
         conn.xgroup_create_mkstream(&stream, GROUP, "0").await;
@@ -59,7 +68,7 @@ async fn run(state: &AppState, consumer: &str) -> Result<(), crate::Error> {
         let opts = StreamReadOptions::default()
             .group(GROUP, consumer)
             .count(100)
-            .block(2000);
+            .block(READ_BLOCK.as_millis() as usize);
         let reply: Option<StreamReadReply> = conn.xread_options(&[&stream], &[">"], &opts).await?;
         for key in reply.map(|r| r.keys).unwrap_or_default() {
             for entry in key.ids {
@@ -95,9 +104,7 @@ async fn claim_abandoned(
 /// entry is acknowledged once applied; abandoned ones are claimed within a
 /// minute), so the table does not grow forever.
 async fn prune_processed(state: &AppState) -> Result<(), crate::Error> {
-    sqlx::query("DELETE FROM processed_events WHERE processed_at < now() - interval '30 days'")
-        .execute(&state.db)
-        .await?;
+    store::events::prune_processed(&state.db, KEEP_PROCESSED_DAYS).await?;
     Ok(())
 }
 
@@ -126,16 +133,7 @@ async fn handle_entry(
 /// transaction as the change).
 pub async fn apply(state: &AppState, event: &Event) -> Result<(), crate::Error> {
     let mut tx = state.db.begin().await?;
-    let fresh = sqlx::query(
-        "INSERT INTO processed_events (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-    )
-    .bind(event.id)
-    .bind(event.kind.type_name())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if !fresh {
+    if !store::events::record_processed(&mut *tx, event.id, event.kind.type_name()).await? {
         tracing::debug!(event = %event.id, "event already applied");
         return Ok(());
     }
@@ -164,20 +162,12 @@ pub async fn apply(state: &AppState, event: &Event) -> Result<(), crate::Error> 
         // Auth already wrote the revocation entry and announced it; doing it
         // again (idempotent) covers the case where its Redis write failed,
         // so a revoked session never outlives the event.
-        let mut redis = state.redis.clone();
-        let ttl = state.config.access_token_ttl_secs + 60;
-        let _: () = redis
-            .set_ex(state.keys.revoked(*session_id), 1, ttl)
-            .await?;
-        let _: i64 = redis
-            .publish(state.keys.revocations_channel(), session_id.to_string())
-            .await?;
+        let ttl = Duration::from_secs(state.config.access_token_ttl_secs);
+        revocation::announce(&state.redis, &state.keys, *session_id, ttl).await?;
     }
     if let EventKind::UserDeleted { user_id } = &event.kind {
         state.known_users.remove(*user_id);
-        state
-            .hub
-            .close_user(*user_id, close::SESSION_REVOKED, "account deleted");
+        state.hub.account_deleted(*user_id);
     }
     Ok(())
 }

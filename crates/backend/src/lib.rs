@@ -1,14 +1,18 @@
 //! The Confab backend: profiles, workspaces, threads and messages, the chat
 //! WebSocket gateway and the agent that writes replies.
 //!
-//! `run` is the whole service; the `confab backend` subcommand, `confab up`
-//! and the end-to-end harness all start it through the same entry point.
+//! Like auth, a library with a thin entry point: [`build`] prepares
+//! everything that can fail at start and returns an [`App`], whose
+//! [`App::run`] serves until Ctrl-C/SIGTERM. The `confab backend`
+//! subcommand (which `confab up` and the end-to-end harness start as a
+//! process) goes through exactly that.
 
 pub mod agent;
 pub mod chat;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod identity;
 pub mod markdown;
 pub mod store;
 pub mod ws;
@@ -18,7 +22,8 @@ use confab_core::{
     keys::Keys,
     tokens::Verifier,
 };
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
@@ -89,25 +94,15 @@ pub struct AppState {
     pub chat: chat::Chat,
     pub hub: ws::hub::Hub,
     pub shutdown: CancellationToken,
-    pub known_users: KnownUsers,
+    pub known_users: identity::KnownUsers,
 }
 
-/// Users whose profile this process has already made sure of, so a request
-/// does not write to the database just to find the profile exists.
-#[derive(Clone, Default)]
-pub struct KnownUsers(Arc<std::sync::Mutex<std::collections::HashSet<confab_core::ids::UserId>>>);
-
-impl KnownUsers {
-    pub fn contains(&self, u: confab_core::ids::UserId) -> bool {
-        self.0.lock().expect("lock").contains(&u)
-    }
-    pub fn insert(&self, u: confab_core::ids::UserId) {
-        self.0.lock().expect("lock").insert(u);
-    }
-    pub fn remove(&self, u: confab_core::ids::UserId) {
-        self.0.lock().expect("lock").remove(&u);
-    }
-}
+const DB_POOL_SIZE: u32 = 20;
+/// How long shutdown waits for running replies to be written.
+const GENERATION_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Replies left `streaming` longer than this at start belong to a process
+/// that died (no reply streams for a quarter of an hour).
+const ORPHANED_REPLY_SECS: i64 = 15 * 60;
 
 /// Create the database if needed and apply migrations.
 pub async fn migrate(config: &Config) -> Result<(), Error> {
@@ -115,10 +110,19 @@ pub async fn migrate(config: &Config) -> Result<(), Error> {
     Ok(())
 }
 
-pub async fn run(config: Config) -> Result<(), Error> {
+/// A migrated, connected, bound, not yet serving backend.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+}
+
+/// Prepare everything that can fail at start (database, migrations, Redis,
+/// listening socket) so that a bad configuration is reported before the
+/// service claims to be listening.
+pub async fn build(config: Config) -> Result<App, Error> {
     migrate(&config).await?;
-    let db = confab_core::db::connect(&config.database_url, 20).await?;
-    let redis = confab_core::http::connect_redis(&config.common.redis_url).await?;
+    let db = confab_core::db::connect(&config.database_url, DB_POOL_SIZE).await?;
+    let redis = confab_core::redis_conn::connect(&config.common.redis_url).await?;
     let keys = Keys::new(config.common.redis_prefix.clone());
     let verifier = Verifier::new(
         format!("{}/.well-known/jwks.json", config.auth_url),
@@ -143,48 +147,68 @@ pub async fn run(config: Config) -> Result<(), Error> {
     );
     // Replies left half-written by a process that died cannot finish now.
     // The age bound keeps this from touching replies another live instance
-    // is still generating (no reply streams for a quarter of an hour).
-    match store::messages::fail_orphaned(&db, 15 * 60).await {
+    // is still generating.
+    match store::messages::fail_orphaned(&db, ORPHANED_REPLY_SECS).await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(n, "marked interrupted replies as failed"),
         Err(e) => tracing::warn!(error = %e, "could not check for interrupted replies"),
     }
-    let config = Arc::new(config);
+    let (listener, _) =
+        confab_core::http::bind("backend", &config.common.host, config.common.port).await?;
     let state = AppState {
-        config: config.clone(),
+        config: Arc::new(config),
         db,
         redis,
         keys,
         verifier,
         chat,
-        hub: hub.clone(),
-        shutdown: shutdown.clone(),
-        known_users: KnownUsers::default(),
+        hub,
+        shutdown,
+        known_users: identity::KnownUsers::default(),
     };
+    Ok(App { listener, state })
+}
 
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(
-        hub.clone()
-            .run(config.common.redis_url.clone(), shutdown.clone()),
-    );
-    tasks.spawn(events::consume(state.clone()));
+impl App {
+    /// Serve until Ctrl-C or SIGTERM.
+    pub async fn run(self) -> Result<(), Error> {
+        self.run_until(confab_core::http::shutdown_signal()).await
+    }
 
-    let (listener, _) =
-        confab_core::http::bind("backend", &config.common.host, config.common.port).await?;
-    let app = http::router(state.clone());
-    let serve_shutdown = shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        tokio::select! {
-            _ = confab_core::http::shutdown_signal() => {}
-            _ = serve_shutdown.cancelled() => {}
-        }
-        // Tell sockets and generations to wind down before the server waits
-        // for connections to finish.
-        serve_shutdown.cancel();
-    });
-    let result = server.await;
-    shutdown.cancel();
-    state.chat.wait_idle(Duration::from_secs(5)).await;
-    tasks.shutdown().await;
-    result.map_err(Error::from)
+    /// Start the fan-out and the event consumer, serve until `shutdown`
+    /// resolves, then tell sockets and replies to wind down, wait (bounded)
+    /// for running replies to be written, and stop the background tasks.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let App { listener, state } = self;
+        let stop = state.shutdown.clone();
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(
+            state
+                .hub
+                .clone()
+                .run(state.config.common.redis_url.clone(), stop.clone()),
+        );
+        tasks.spawn(events::consume(state.clone()));
+
+        let serve_stop = stop.clone();
+        let served = axum::serve(listener, http::router(state.clone()))
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = shutdown => {}
+                    _ = serve_stop.cancelled() => {}
+                }
+                // Tell sockets and generations to wind down before the
+                // server waits for connections to finish.
+                serve_stop.cancel();
+            })
+            .await;
+        stop.cancel();
+        state.chat.wait_idle(GENERATION_STOP_TIMEOUT).await;
+        tasks.shutdown().await;
+        tracing::info!("backend stopped");
+        Ok(served?)
+    }
 }

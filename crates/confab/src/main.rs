@@ -55,13 +55,15 @@ fn main() -> anyhow::Result<()> {
                 confab_core::telemetry::init("auth")?;
                 let env = with_port(port, "CONFAB_AUTH_PORT");
                 let config = confab_auth::Config::from_env(&env)?;
-                confab_auth::run(config).await.context("auth service")?;
+                let app = confab_auth::build(config).await.context("auth service")?;
+                app.run().await.context("auth service")?;
             }
             Command::Backend { port } => {
                 confab_core::telemetry::init("backend")?;
                 let env = with_port(port, "CONFAB_BACKEND_PORT");
                 let config = confab_backend::Config::from_env(&env)?;
-                confab_backend::run(config).await.context("backend")?;
+                let app = confab_backend::build(config).await.context("backend")?;
+                app.run().await.context("backend")?;
             }
             Command::Web { port } => {
                 confab_core::telemetry::init("web")?;

@@ -107,6 +107,44 @@ pub async fn migrate(
     Ok(())
 }
 
+/// How long a readiness query may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `SELECT 1`, bounded, for `/readyz`.
+pub async fn ping(pool: &PgPool) -> Result<(), String> {
+    match tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(pool)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+/// Is the newest migration `migrator` knows applied? (`/readyz`; a database
+/// migrated by a newer binary is ready too.)
+pub async fn migrations_applied(
+    pool: &PgPool,
+    migrator: &sqlx::migrate::Migrator,
+) -> Result<(), String> {
+    let expected = migrator.iter().map(|m| m.version).max();
+    let applied = sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT max(version) FROM _sqlx_migrations WHERE success",
+    )
+    .fetch_one(pool);
+    let applied = match tokio::time::timeout(CHECK_TIMEOUT, applied).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err("timed out".into()),
+    };
+    match (expected, applied) {
+        (None, _) => Ok(()),
+        (Some(e), Some(a)) if a >= e => Ok(()),
+        (Some(e), a) => Err(format!(
+            "expected migration {e}, database is at {}",
+            a.map_or("none".to_string(), |a| a.to_string())
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,10 +8,13 @@
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod error;
 pub mod events;
 pub mod http;
 pub mod ids;
 pub mod keys;
+pub mod redis_conn;
+pub mod revocation;
 pub mod telemetry;
 pub mod tokens;
 

@@ -203,16 +203,3 @@ pub fn verify_with_key(
             }
         })
 }
-
-/// Is this session revoked? (The auth service writes the entry on logout.)
-pub async fn is_revoked(
-    redis: &redis::aio::ConnectionManager,
-    keys: &crate::keys::Keys,
-    sid: SessionId,
-) -> Result<bool, redis::RedisError> {
-    let mut conn = redis.clone();
-    redis::cmd("EXISTS")
-        .arg(keys.revoked(sid))
-        .query_async::<bool>(&mut conn)
-        .await
-}

@@ -92,7 +92,7 @@ impl Harness {
 
         let dbs = db::TestDatabases::create(name).await;
         let redis_url = db::redis_url();
-        let redis = confab_core::http::connect_redis(&redis_url)
+        let redis = confab_core::redis_conn::connect(&redis_url)
             .await
             .unwrap_or_else(|e| panic!("Redis at {redis_url} is not reachable: {e}"));
         let redis_prefix = format!("t:{}:", uuid::Uuid::new_v4().simple());

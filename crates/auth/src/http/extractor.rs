@@ -5,17 +5,14 @@ use super::ApiContext;
 use crate::{error::Error, store};
 use axum::{
     extract::FromRequestParts,
-    http::{header, request::Parts, HeaderMap},
+    http::{request::Parts, HeaderMap},
 };
 use confab_core::{
+    http::api::bearer_token,
     ids::{SessionId, UserId},
+    revocation,
     tokens::{Claims, TokenError},
 };
-use std::time::Duration;
-
-/// Redis is a fast path for the revocation check; when it is slow the
-/// database answers instead, so a Redis hiccup never blocks sign-ins.
-const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 
 pub struct AuthUser {
     pub user_id: UserId,
@@ -43,32 +40,24 @@ pub(crate) fn verified_claims(
     ctx: &ApiContext,
     headers: &HeaderMap,
 ) -> Result<Option<Claims>, Error> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .filter(|token| !token.is_empty())
-        .ok_or(Error::MissingToken)?;
-    Ok(Some(ctx.tokens.verify(token)?))
+    match bearer_token(headers).map_err(|_| Error::MissingToken)? {
+        Some(token) => Ok(Some(ctx.tokens.verify(token)?)),
+        None => Ok(None),
+    }
 }
 
 /// Redis says "revoked" without a database round trip; otherwise the
 /// database, which this service owns, has the final word (the Redis entry
-/// may have been lost or may not have been written yet).
+/// may have been lost or may not have been written yet). So when Redis
+/// fails or is slow (the shared check is bounded), the database answers
+/// instead and a Redis hiccup never blocks sign-ins.
 async fn ensure_session_active(ctx: &ApiContext, sid: SessionId) -> Result<(), Error> {
-    let redis = confab_core::tokens::is_revoked(&ctx.redis, &ctx.keys, sid);
-    match tokio::time::timeout(REDIS_TIMEOUT, redis).await {
-        Ok(Ok(true)) => return Err(TokenError::Revoked.into()),
-        Ok(Ok(false)) => {}
-        Ok(Err(e)) => {
+    match revocation::is_revoked(&ctx.redis, &ctx.keys, sid).await {
+        Ok(true) => return Err(TokenError::Revoked.into()),
+        Ok(false) => {}
+        Err(e) => {
             tracing::warn!(error = %e, "revocation check in Redis failed; using the database")
         }
-        Err(_) => tracing::warn!("revocation check in Redis timed out; using the database"),
     }
     if store::sessions::is_active(&ctx.db, sid).await? {
         Ok(())

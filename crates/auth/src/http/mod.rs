@@ -13,18 +13,19 @@ use crate::{
     error::Error,
     keys::{AccessTokens, Subject},
     outbox::OutboxSignal,
-    store, Config,
+    Config,
 };
 use axum::{
-    extract::{FromRequest, State},
+    extract::State,
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
     Router,
 };
 use chrono::{DateTime, Utc};
+pub use confab_core::http::api::Json;
 use confab_core::{
-    http::{check_db, check_redis, readiness, with_common_layers},
+    http::{api::ServiceState, readiness, standard_checks, with_common_layers},
     ids::{SessionId, UserId},
     keys::Keys,
 };
@@ -66,16 +67,9 @@ pub fn router(ctx: ApiContext) -> Router {
     with_common_layers(api, "auth")
 }
 
-/// `axum::Json`, but a body that does not parse becomes our error shape
-/// (400 `malformed_request`) instead of axum's plain-text rejection.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(Error))]
-pub struct Json<T>(pub T);
-
-impl<T: Serialize> IntoResponse for Json<T> {
-    fn into_response(self) -> Response {
-        axum::Json(self.0).into_response()
-    }
+/// Shared extractors (the JSON body) reject with this service's error.
+impl ServiceState for ApiContext {
+    type Error = Error;
 }
 
 #[derive(Debug, Serialize)]
@@ -180,19 +174,7 @@ async fn openapi() -> impl IntoResponse {
 }
 
 async fn readyz(State(ctx): State<ApiContext>) -> Response {
-    let migrations = async {
-        tokio::time::timeout(Duration::from_secs(2), store::migrations_applied(&ctx.db))
-            .await
-            .unwrap_or_else(|_| Err("timed out".into()))
-    };
-    let (database, redis, migrations) =
-        tokio::join!(check_db(&ctx.db), check_redis(&ctx.redis), migrations);
-    readiness(vec![
-        ("database", database),
-        ("redis", redis),
-        ("migrations", migrations),
-    ])
-    .await
+    readiness(standard_checks(&ctx.db, &ctx.redis, &crate::MIGRATOR).await).await
 }
 
 #[cfg(test)]

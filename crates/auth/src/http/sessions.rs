@@ -18,18 +18,10 @@ use chrono::{DateTime, Utc};
 use confab_core::{
     events::{Event, EventKind},
     ids::{SessionId, UserId},
+    revocation,
 };
 use serde::Deserialize;
 use sqlx::{PgConnection, Postgres, Transaction};
-use std::time::Duration;
-
-/// Revocation must reach Redis for other services to see it; if Redis does
-/// not answer in time the request fails and the client retries (logout is
-/// idempotent).
-const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
-/// The revocation entry outlives the last access token of the session by
-/// this much, to cover clock skew and verifier leeway.
-const REVOCATION_MARGIN: Duration = Duration::from_secs(60);
 
 const NO_REFRESH_TOKEN: &str =
     "No refresh token was sent: pass `refresh_token` in the body or the `confab_refresh` cookie.";
@@ -244,23 +236,17 @@ async fn insert_revoked_event(
 
 /// Every service checks the Redis entry on each request, and every backend
 /// closes the session's sockets when the pub/sub message arrives.
+/// Revocation must reach Redis for other services to see it; if Redis does
+/// not answer in time the request fails and the client retries (logout is
+/// idempotent).
 async fn announce_revocation(ctx: &ApiContext, session_id: SessionId) -> Result<(), Error> {
-    let ttl = ctx.config.access_token_ttl + REVOCATION_MARGIN;
-    let mut pipe = redis::pipe();
-    pipe.cmd("SET")
-        .arg(ctx.keys.revoked(session_id))
-        .arg("1")
-        .arg("EX")
-        .arg(ttl.as_secs())
-        .ignore()
-        .cmd("PUBLISH")
-        .arg(ctx.keys.revocations_channel())
-        .arg(session_id.to_string())
-        .ignore();
-    let mut conn = ctx.redis.clone();
-    tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async::<()>(&mut conn))
-        .await
-        .map_err(|_| Error::Internal("Redis timed out while announcing a revocation".into()))??;
+    revocation::announce(
+        &ctx.redis,
+        &ctx.keys,
+        session_id,
+        ctx.config.access_token_ttl,
+    )
+    .await?;
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-use crate::{error::Error, keys::NewSigningKey};
+use crate::{domain::NewSigningKey, error::Error};
 use sqlx::PgPool;
 
 /// Serialises key creation between auth instances starting at once

@@ -4,15 +4,11 @@
 mod extractor;
 mod threads;
 
-pub use extractor::{authenticate, AuthUser};
+pub use extractor::AuthUser;
 
 use crate::{error::Error, AppState};
-use axum::{
-    extract::{rejection::JsonRejection, FromRequest, Request, State},
-    response::{IntoResponse, Response},
-    routing::get,
-    Json, Router,
-};
+use axum::{extract::State, response::Response, routing::get, Router};
+use confab_core::http::{api::ServiceState, readiness, standard_checks};
 
 /// Every route the backend serves (path, method), kept next to the router
 /// so the OpenAPI document can be checked against it.
@@ -47,65 +43,25 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .fallback(|| async { Error::NotFound("No such endpoint.") })
-        .method_not_allowed_fallback(|| async {
-            Error::invalid(
-                "method_not_allowed",
-                None,
-                "This endpoint does not support that method.",
-            )
-            .with_status(axum::http::StatusCode::METHOD_NOT_ALLOWED)
-        })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .with_state(state);
     confab_core::http::with_common_layers(api, "backend")
 }
 
+/// Shared extractors (the JSON body) reject with this service's error.
+impl ServiceState for AppState {
+    type Error = Error;
+}
+
 async fn readyz(State(state): State<AppState>) -> Response {
-    let migrations =
-        match sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&state.db)
-            .await
-        {
-            Ok(n) if n as usize >= crate::MIGRATOR.iter().count() => Ok(()),
-            Ok(n) => Err(format!("{n} migrations applied")),
-            Err(e) => Err(e.to_string()),
-        };
+    let mut checks = standard_checks(&state.db, &state.redis, &crate::MIGRATOR).await;
     let pubsub = if state.hub.is_subscribed() {
         Ok(())
     } else {
         Err("not subscribed yet".to_string())
     };
-    confab_core::http::readiness(vec![
-        ("database", confab_core::http::check_db(&state.db).await),
-        ("redis", confab_core::http::check_redis(&state.redis).await),
-        ("migrations", migrations),
-        ("pubsub", pubsub),
-    ])
-    .await
-}
-
-/// `Json` whose rejection is our error shape (400 `malformed_request`), not
-/// axum's plain-text body.
-pub struct ApiJson<T>(pub T);
-
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    Json<T>: FromRequest<S, Rejection = JsonRejection>,
-    S: Send + Sync,
-{
-    type Rejection = Error;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => Err(Error::Malformed(rejection.body_text())),
-        }
-    }
-}
-
-impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
-    fn into_response(self) -> Response {
-        Json(self.0).into_response()
-    }
+    checks.push(("pubsub", pubsub));
+    readiness(checks).await
 }
 
 #[cfg(test)]

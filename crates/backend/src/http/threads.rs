@@ -1,13 +1,13 @@
 //! Profile, threads and message history.
 
-use super::{ApiJson, AuthUser};
+use super::AuthUser;
 use crate::{error::Error, store, ws::protocol::MessageView, AppState};
 use axum::{
     extract::{Path, Query, State},
     http::StatusCode,
     response::IntoResponse,
 };
-use confab_core::ids::ThreadId;
+use confab_core::{http::api::Json, ids::ThreadId};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -21,9 +21,7 @@ pub async fn me(State(state): State<AppState>, user: AuthUser) -> Result<impl In
         .await?
         .ok_or(Error::NotFound("Profile not found."))?;
     let workspace = store::profiles::default_workspace(&state.db, user.id).await?;
-    Ok(ApiJson(
-        json!({ "profile": profile, "workspace": workspace }),
-    ))
+    Ok(Json(json!({ "profile": profile, "workspace": workspace })))
 }
 
 pub async fn list(
@@ -31,7 +29,7 @@ pub async fn list(
     user: AuthUser,
 ) -> Result<impl IntoResponse, Error> {
     let threads = store::threads::list(&state.db, user.id, 200).await?;
-    Ok(ApiJson(json!({ "threads": threads })))
+    Ok(Json(json!({ "threads": threads })))
 }
 
 #[derive(Deserialize)]
@@ -44,7 +42,7 @@ pub struct NewThread {
 pub async fn create(
     State(state): State<AppState>,
     user: AuthUser,
-    ApiJson(body): ApiJson<NewThread>,
+    Json(body): Json<NewThread>,
 ) -> Result<impl IntoResponse, Error> {
     let title = body.title.as_deref().map(str::trim).unwrap_or("");
     if title.chars().count() > 200 {
@@ -59,7 +57,7 @@ pub async fn create(
         .await?
         .ok_or(Error::NotFound("Your workspace is missing."))?;
     let thread = store::threads::create(&state.db, user.id, ws.id, title).await?;
-    Ok((StatusCode::CREATED, ApiJson(json!({ "thread": thread }))))
+    Ok((StatusCode::CREATED, Json(json!({ "thread": thread }))))
 }
 
 pub async fn get(
@@ -72,7 +70,7 @@ pub async fn get(
         .ok_or(Error::NotFound(
             "That conversation does not exist or was deleted.",
         ))?;
-    Ok(ApiJson(json!({ "thread": thread })))
+    Ok(Json(json!({ "thread": thread })))
 }
 
 #[derive(Deserialize)]
@@ -98,5 +96,5 @@ pub async fn messages(
     let limit = page.limit.unwrap_or(500).clamp(1, 1000);
     let rows = store::messages::list_after(&state.db, thread.id, page.after_seq, limit).await?;
     let messages: Vec<MessageView> = rows.into_iter().map(MessageView::from).collect();
-    Ok(ApiJson(json!({ "thread": thread, "messages": messages })))
+    Ok(Json(json!({ "thread": thread, "messages": messages })))
 }

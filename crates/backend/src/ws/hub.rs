@@ -137,9 +137,13 @@ impl Hub {
         );
     }
 
-    /// Close every socket of a user (account deleted).
-    pub fn close_user(&self, user: UserId, code: u16, reason: &'static str) {
-        self.close_where(|u, _| u == user, code, reason);
+    /// Close every socket of a user whose account was deleted.
+    pub fn account_deleted(&self, user: UserId) {
+        self.close_where(
+            |u, _| u == user,
+            super::protocol::close::SESSION_REVOKED,
+            "account deleted",
+        );
     }
 
     /// Listen on Redis until shutdown, reconnecting with backoff.
@@ -169,8 +173,7 @@ impl Hub {
     }
 
     async fn listen(&self, redis_url: &str) -> Result<(), redis::RedisError> {
-        let client = redis::Client::open(redis_url)?;
-        let mut pubsub = client.get_async_pubsub().await?;
+        let mut pubsub = confab_core::redis_conn::pubsub(redis_url).await?;
         let keys = &self.inner.keys;
         pubsub.psubscribe(keys.user_channel_pattern()).await?;
         pubsub.subscribe(keys.revocations_channel()).await?;

@@ -5,17 +5,18 @@
 pub mod hub;
 pub mod protocol;
 
-use crate::{error::Error, AppState};
+use crate::{error::Error, identity, AppState};
 use axum::{
     extract::{
         ws::{CloseFrame, Message, WebSocket},
         State, WebSocketUpgrade,
     },
     http::{header::ORIGIN, HeaderMap},
-    response::Response,
+    response::{IntoResponse, Response},
 };
 use confab_core::{
     ids::{SessionId, UserId},
+    revocation,
     tokens::{Claims, TokenError},
 };
 use futures::{stream::SplitSink, SinkExt, StreamExt};
@@ -36,12 +37,7 @@ pub async fn upgrade(
     if let Some(origin) = headers.get(ORIGIN).and_then(|o| o.to_str().ok()) {
         let origin = origin.trim_end_matches('/');
         if !state.config.allowed_origins.iter().any(|a| a == origin) {
-            return Error::invalid(
-                "origin_not_allowed",
-                None,
-                "This origin may not open a chat socket.",
-            )
-            .with_status(axum::http::StatusCode::FORBIDDEN);
+            return Error::OriginNotAllowed.into_response();
         }
     }
     // The transport limit is a backstop; the gateway enforces the documented
@@ -115,7 +111,7 @@ async fn session(state: AppState, socket: WebSocket) {
         Err(_) => return close_with(&mut sink, close::AUTH_REQUIRED, "auth timeout").await,
         _ => return close_with(&mut sink, close::AUTH_REQUIRED, "auth required").await,
     };
-    let claims = match crate::http::authenticate(&state, &token).await {
+    let claims = match identity::authenticate(&state, &token).await {
         Ok(c) => c,
         Err(e) => {
             let code = match &e {
@@ -141,12 +137,15 @@ async fn session(state: AppState, socket: WebSocket) {
     };
     let (_registration, mut outbound) = state.hub.register(ctx.user, ctx.sid);
     // A logout announced between the check in `authenticate` and the
-    // registration reached no socket of ours: check once more.
-    if confab_core::tokens::is_revoked(&state.redis, &state.keys, ctx.sid)
-        .await
-        .unwrap_or(false)
-    {
-        return close_with(&mut sink, close::SESSION_REVOKED, "session revoked").await;
+    // registration reached no socket of ours: check once more (failing
+    // closed, like the first check).
+    match revocation::is_revoked(&state.redis, &state.keys, ctx.sid).await {
+        Ok(false) => {}
+        Ok(true) => return close_with(&mut sink, close::SESSION_REVOKED, "session revoked").await,
+        Err(e) => {
+            tracing::warn!(error = %e, "revocation re-check failed; closing the socket");
+            return close_with(&mut sink, close::UNAVAILABLE, "try again").await;
+        }
     }
     let ready = ServerFrame::Ready {
         user_id: ctx.user,
@@ -318,7 +317,7 @@ fn error_frame(e: &Error, client_msg_id: Option<String>) -> ServerFrame {
 }
 
 async fn reauth(state: &AppState, ctx: &mut Ctx, token: &str) -> Result<i64, Error> {
-    let claims: Claims = crate::http::authenticate(state, token).await?;
+    let claims: Claims = identity::authenticate(state, token).await?;
     if claims.sub != ctx.user || claims.sid != ctx.sid {
         return Err(Error::invalid(
             "token_mismatch",

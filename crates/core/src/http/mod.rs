@@ -1,6 +1,9 @@
 //! HTTP plumbing every service shares: binding (with the machine-readable
 //! "listening" line), the request-id / tracing / metrics layers, `/healthz`,
-//! `/metrics`, a readiness helper and graceful shutdown.
+//! `/metrics`, readiness and graceful shutdown. [`api`] holds what handlers
+//! share: the JSON body extractor, the Bearer token and the error body.
+
+pub mod api;
 
 use axum::{
     extract::{MatchedPath, Request},
@@ -11,12 +14,7 @@ use axum::{
     Json, Router,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::{
-    io::Write,
-    net::SocketAddr,
-    sync::OnceLock,
-    time::{Duration, Instant},
-};
+use std::{io::Write, net::SocketAddr, sync::OnceLock, time::Instant};
 use tokio::net::TcpListener;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -143,30 +141,24 @@ pub async fn readiness(checks: Vec<(&'static str, Result<(), String>)>) -> Respo
         .into_response()
 }
 
-/// Check a database pool (with a short timeout) for `/readyz`.
-pub async fn check_db(pool: &sqlx::PgPool) -> Result<(), String> {
-    match tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query("SELECT 1").execute(pool),
-    )
-    .await
-    {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("timed out".into()),
-    }
-}
-
-/// Check Redis (with a short timeout) for `/readyz`.
-pub async fn check_redis(conn: &redis::aio::ConnectionManager) -> Result<(), String> {
-    let mut conn = conn.clone();
-    let cmd = redis::cmd("PING");
-    let ping = cmd.query_async::<String>(&mut conn);
-    match tokio::time::timeout(Duration::from_secs(2), ping).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("timed out".into()),
-    }
+/// The checks every service's `/readyz` starts with, run concurrently, each
+/// bounded: the database answers, Redis answers, and the newest migration
+/// this binary knows is applied.
+pub async fn standard_checks(
+    pool: &sqlx::PgPool,
+    redis: &redis::aio::ConnectionManager,
+    migrator: &sqlx::migrate::Migrator,
+) -> Vec<(&'static str, Result<(), String>)> {
+    let (database, redis, migrations) = tokio::join!(
+        crate::db::ping(pool),
+        crate::redis_conn::ping(redis),
+        crate::db::migrations_applied(pool, migrator),
+    );
+    vec![
+        ("database", database),
+        ("redis", redis),
+        ("migrations", migrations),
+    ]
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -187,16 +179,4 @@ pub async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutdown signal received");
-}
-
-/// Connect to Redis with a bounded wait.
-pub async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, redis::RedisError> {
-    let client = redis::Client::open(url)?;
-    match tokio::time::timeout(Duration::from_secs(10), client.get_connection_manager()).await {
-        Ok(r) => r,
-        Err(_) => Err(redis::RedisError::from((
-            redis::ErrorKind::IoError,
-            "timed out connecting to Redis",
-        ))),
-    }
 }
