@@ -15,6 +15,7 @@ pub mod http;
 pub mod identity;
 pub mod markdown;
 pub mod store;
+pub mod view;
 pub mod ws;
 
 use confab_core::{

@@ -1,7 +1,7 @@
 //! Profile, threads and message history.
 
 use super::AuthUser;
-use crate::{error::Error, store, ws::protocol::MessageView, AppState};
+use crate::{error::Error, store, view::MessageView, AppState};
 use axum::{
     extract::{Path, Query, State},
     http::StatusCode,

@@ -4,10 +4,10 @@
 
 use chrono::{DateTime, Utc};
 use confab_core::ids::{MessageId, ThreadId, UserId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{PgExecutor, PgPool};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Message {
     pub id: MessageId,
     pub thread_id: ThreadId,

@@ -1,8 +1,12 @@
 //! Fan-out between backend instances. Each instance keeps one Redis pub/sub
 //! connection, pattern-subscribed to every user channel and to the
 //! revocation channel, and forwards what arrives to the sockets of that user
-//! (or session) it holds. Any instance can therefore serve any socket.
+//! (or session) it holds. Any instance can therefore serve any socket. A
+//! chat event is turned into its frame once per instance, here, and the same
+//! text goes to each of the user's sockets.
 
+use super::protocol::{close, ServerFrame};
+use crate::chat::ChatEvent;
 use confab_core::{
     ids::{SessionId, UserId},
     keys::Keys,
@@ -109,12 +113,31 @@ impl Hub {
         self.inner.subscribed.load(Ordering::Acquire)
     }
 
+    fn holds(&self, user: UserId) -> bool {
+        self.inner
+            .users
+            .lock()
+            .expect("hub lock")
+            .contains_key(&user)
+    }
+
     fn deliver(&self, user: UserId, payload: &str) {
+        // Every instance hears every user's events: only those with a socket
+        // of that user here are worth decoding and rendering.
+        if !self.holds(user) {
+            return;
+        }
+        let frame = match serde_json::from_str::<ChatEvent>(payload) {
+            Ok(event) => ServerFrame::from(event).to_json(),
+            Err(e) => {
+                return tracing::error!(error = %e, "skipping a chat event that does not parse")
+            }
+        };
         let mut users = self.inner.users.lock().expect("hub lock");
         if let Some(conns) = users.get_mut(&user) {
             // A socket whose buffer is full is dropped from the hub: its
             // channel closes and the socket ends with "too slow".
-            conns.retain(|_, c| c.tx.try_send(Outbound::Frame(payload.to_string())).is_ok());
+            conns.retain(|_, c| c.tx.try_send(Outbound::Frame(frame.clone())).is_ok());
         }
     }
 
@@ -132,18 +155,14 @@ impl Hub {
     fn revoke(&self, sid: SessionId) {
         self.close_where(
             |_, c| c.sid == sid,
-            super::protocol::close::SESSION_REVOKED,
+            close::SESSION_REVOKED,
             "session revoked",
         );
     }
 
     /// Close every socket of a user whose account was deleted.
     pub fn account_deleted(&self, user: UserId) {
-        self.close_where(
-            |u, _| u == user,
-            super::protocol::close::SESSION_REVOKED,
-            "account deleted",
-        );
+        self.close_where(|u, _| u == user, close::SESSION_REVOKED, "account deleted");
     }
 
     /// Listen on Redis until shutdown, reconnecting with backoff.
@@ -159,11 +178,7 @@ impl Hub {
             }
             // Frames published while we were not subscribed are lost to our
             // sockets: close them so their clients reconnect and resume.
-            self.close_where(
-                |_, _| true,
-                super::protocol::close::RESYNC,
-                "reconnect and resume",
-            );
+            self.close_where(|_, _| true, close::RESYNC, "reconnect and resume");
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = shutdown.cancelled() => return,

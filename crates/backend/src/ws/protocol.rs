@@ -1,8 +1,7 @@
 //! The chat socket's frames (documented in docs/websocket-protocol.md). Both
 //! directions are JSON objects with a `type`.
 
-use crate::{agent::AgentInfo, store::messages::Message};
-use chrono::{DateTime, Utc};
+use crate::{agent::AgentInfo, chat::ChatEvent, markdown, view::MessageView};
 use confab_core::ids::{MessageId, ThreadId, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -56,56 +55,6 @@ pub enum ClientFrame {
 }
 
 pub const CLIENT_TYPES: &[&str] = &["auth", "reauth", "send", "resume", "retry", "ping"];
-
-/// A message as clients see it, over the socket and the HTTP API.
-#[derive(Debug, Clone, Serialize)]
-pub struct MessageView {
-    pub id: MessageId,
-    pub thread_id: ThreadId,
-    pub role: String,
-    pub content: String,
-    /// Sanitised HTML of an assistant reply (absent while streaming).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub html: Option<String>,
-    pub status: String,
-    pub seq: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_msg_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorView>,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ErrorView {
-    pub code: String,
-    pub message: String,
-    pub retryable: bool,
-}
-
-impl From<Message> for MessageView {
-    fn from(m: Message) -> Self {
-        let html = (m.role == "assistant" && m.status != "streaming")
-            .then(|| crate::markdown::render(&m.content));
-        let error = m.error_code.map(|code| ErrorView {
-            code,
-            message: m.error_message.unwrap_or_default(),
-            retryable: true,
-        });
-        Self {
-            id: m.id,
-            thread_id: m.thread_id,
-            role: m.role,
-            content: m.content,
-            html,
-            status: m.status,
-            seq: m.seq,
-            client_msg_id: m.client_msg_id,
-            error,
-            created_at: m.created_at,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Limits {
@@ -179,5 +128,133 @@ impl ServerFrame {
 
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("frames always serialise")
+    }
+}
+
+/// The frame a chat event becomes on the wire.
+impl From<ChatEvent> for ServerFrame {
+    fn from(event: ChatEvent) -> Self {
+        match event {
+            ChatEvent::Stored { message } => ServerFrame::Message {
+                message: MessageView::from(message),
+            },
+            ChatEvent::Delta {
+                thread_id,
+                message_id,
+                seq,
+                index,
+                text,
+            } => ServerFrame::Delta {
+                thread_id,
+                message_id,
+                seq,
+                index,
+                text,
+            },
+            ChatEvent::Completed {
+                thread_id,
+                message_id,
+                seq,
+                content,
+            } => ServerFrame::Done {
+                thread_id,
+                message_id,
+                seq,
+                html: markdown::render(&content),
+            },
+            ChatEvent::Failed {
+                thread_id,
+                message_id,
+                code,
+                message,
+                retryable,
+            } => ServerFrame::Error {
+                code,
+                message,
+                retryable,
+                client_msg_id: None,
+                thread_id: Some(thread_id),
+                message_id,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn frame_of(event: ChatEvent) -> Value {
+        serde_json::from_str(&ServerFrame::from(event).to_json()).unwrap()
+    }
+
+    #[test]
+    fn a_completed_reply_is_a_done_frame_with_sanitised_html() {
+        let (thread_id, message_id) = (ThreadId::new(), MessageId::new());
+        let v = frame_of(ChatEvent::Completed {
+            thread_id,
+            message_id,
+            seq: 4,
+            content: "**hi** <script>x()</script>".into(),
+        });
+        assert_eq!(v["type"], "done");
+        assert_eq!(v["thread_id"], thread_id.to_string());
+        assert_eq!(v["message_id"], message_id.to_string());
+        assert_eq!(v["seq"], 4);
+        let html = v["html"].as_str().unwrap();
+        assert!(html.contains("<strong>hi</strong>") && !html.contains("<script"));
+    }
+
+    #[test]
+    fn a_failed_reply_is_an_error_frame_naming_its_thread_and_message() {
+        let (thread_id, message_id) = (ThreadId::new(), MessageId::new());
+        let v = frame_of(ChatEvent::Failed {
+            thread_id,
+            message_id: Some(message_id),
+            code: "agent_timeout".into(),
+            message: "Too slow.".into(),
+            retryable: true,
+        });
+        assert_eq!(
+            v,
+            json!({
+                "type": "error", "code": "agent_timeout", "message": "Too slow.",
+                "retryable": true, "thread_id": thread_id.to_string(),
+                "message_id": message_id.to_string(),
+            })
+        );
+    }
+
+    #[test]
+    fn deltas_and_stored_messages_keep_their_frames() {
+        let m = crate::chat::tests::message("user", "complete", "hello");
+        let v = frame_of(ChatEvent::Stored { message: m.clone() });
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["message"]["id"], m.id.to_string());
+        assert_eq!(v["message"]["content"], "hello");
+        assert!(v["message"].get("html").is_none());
+        let v = frame_of(ChatEvent::Delta {
+            thread_id: m.thread_id,
+            message_id: m.id,
+            seq: 2,
+            index: 0,
+            text: "Hel".into(),
+        });
+        assert_eq!(
+            v,
+            json!({
+                "type": "delta", "thread_id": m.thread_id.to_string(),
+                "message_id": m.id.to_string(), "seq": 2, "index": 0, "text": "Hel",
+            })
+        );
+    }
+
+    #[test]
+    fn chat_events_survive_the_trip_between_instances() {
+        let m = crate::chat::tests::message("assistant", "streaming", "");
+        let event = ChatEvent::Stored { message: m };
+        let wire = serde_json::to_string(&event).unwrap();
+        assert_eq!(serde_json::from_str::<ChatEvent>(&wire).unwrap(), event);
     }
 }

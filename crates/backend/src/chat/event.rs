@@ -1,0 +1,44 @@
+//! What the chat domain tells a user's clients, on every instance: a message
+//! was stored, a reply grew, finished or failed. Events travel between
+//! instances as JSON on the user's Redis channel (see `fanout`); the socket
+//! gateway turns each into the frame its clients read.
+
+use crate::store::messages::Message;
+use confab_core::ids::{MessageId, ThreadId};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChatEvent {
+    /// A message as stored: a question just sent, or (on resume) any
+    /// message, a reply still streaming included.
+    Stored { message: Message },
+    /// The next piece of a reply being written.
+    Delta {
+        thread_id: ThreadId,
+        message_id: MessageId,
+        seq: i64,
+        /// Position of this piece in the reply (0, 1, …): a client that hears
+        /// a piece twice (live and on resume) applies it once.
+        index: u64,
+        text: String,
+    },
+    /// The reply is complete and stored with this content.
+    Completed {
+        thread_id: ThreadId,
+        message_id: MessageId,
+        seq: i64,
+        content: String,
+    },
+    /// A reply failed (or could not start), with a specific code and a
+    /// sentence for the user.
+    Failed {
+        thread_id: ThreadId,
+        /// The failed reply, or the question whose reply could not start;
+        /// absent when there is nothing to retry.
+        message_id: Option<MessageId>,
+        code: String,
+        message: String,
+        retryable: bool,
+    },
+}

@@ -1,0 +1,26 @@
+//! Publishing chat events on the user's Redis channel. Every backend
+//! instance's hub is subscribed to all user channels and forwards each event
+//! to the sockets of that user it holds, so other tabs and devices see a
+//! message or a reply wherever they are connected.
+
+use super::{Chat, ChatEvent};
+use confab_core::ids::UserId;
+use redis::AsyncCommands;
+
+impl Chat {
+    /// Best effort: Redis is not on a message's critical path. A client that
+    /// missed an event catches up with `resume`.
+    pub(super) async fn publish(&self, user: UserId, event: &ChatEvent) {
+        let payload = match serde_json::to_string(event) {
+            Ok(p) => p,
+            Err(e) => return tracing::error!(error = %e, "could not encode a chat event"),
+        };
+        let mut redis = self.inner.redis.clone();
+        let r: Result<(), _> = redis
+            .publish(self.inner.keys.user_channel(user), payload)
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "could not publish a chat event");
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! How the backend's values look to clients, the same over the HTTP API and
+//! the chat socket: `http/` and `ws/` both serialise these.
+
+use crate::{markdown, store::messages::Message};
+use chrono::{DateTime, Utc};
+use confab_core::ids::{MessageId, ThreadId};
+use serde::Serialize;
+
+/// A message as clients see it, over the socket and the HTTP API.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageView {
+    pub id: MessageId,
+    pub thread_id: ThreadId,
+    pub role: String,
+    pub content: String,
+    /// Sanitised HTML of an assistant reply (absent while streaming).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    pub status: String,
+    pub seq: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorView>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorView {
+    pub code: String,
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl From<Message> for MessageView {
+    fn from(m: Message) -> Self {
+        let html = (m.role == "assistant" && m.status != "streaming")
+            .then(|| markdown::render(&m.content));
+        let error = m.error_code.map(|code| ErrorView {
+            code,
+            message: m.error_message.unwrap_or_default(),
+            retryable: true,
+        });
+        Self {
+            id: m.id,
+            thread_id: m.thread_id,
+            role: m.role,
+            content: m.content,
+            html,
+            status: m.status,
+            seq: m.seq,
+            client_msg_id: m.client_msg_id,
+            error,
+            created_at: m.created_at,
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! One client frame in, the frames to answer it with directly out. Replies
+//! and other clients' messages arrive through the hub instead.
+
+use super::{
+    protocol::{ClientFrame, ServerFrame, CLIENT_TYPES},
+    session::Ctx,
+};
+use crate::{error::Error, identity, AppState};
+use confab_core::{ids::ThreadId, tokens::Claims};
+
+/// Handle one client frame; returns the frames to send back directly.
+pub(super) async fn handle(state: &AppState, ctx: &mut Ctx, text: &str) -> Vec<ServerFrame> {
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(_) => {
+            return vec![ServerFrame::error(
+                "malformed_frame",
+                "That frame is not valid JSON. Frames are JSON objects with a \"type\".",
+                false,
+            )]
+        }
+    };
+    let Some(kind) = value
+        .get("type")
+        .and_then(|t| t.as_str())
+        .map(str::to_string)
+    else {
+        return vec![ServerFrame::error(
+            "invalid_frame",
+            "Frames must be JSON objects with a string \"type\".",
+            false,
+        )];
+    };
+    if !CLIENT_TYPES.contains(&kind.as_str()) {
+        return vec![ServerFrame::error(
+            "unknown_type",
+            format!(
+                "Unknown frame type {kind:?}; expected one of {}.",
+                CLIENT_TYPES.join(", ")
+            ),
+            false,
+        )];
+    }
+    let client_msg_id = value
+        .get("client_msg_id")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    let frame: ClientFrame = match serde_json::from_value(value) {
+        Ok(f) => f,
+        Err(e) => {
+            return vec![with_client_id(
+                ServerFrame::error(
+                    "invalid_frame",
+                    format!("Invalid {kind:?} frame: {e}."),
+                    false,
+                ),
+                client_msg_id,
+            )]
+        }
+    };
+    match frame {
+        ClientFrame::Ping => vec![ServerFrame::Pong],
+        ClientFrame::Auth { .. } => vec![ServerFrame::error(
+            "already_authenticated",
+            "This socket is already authenticated; use \"reauth\" to present a new token.",
+            false,
+        )],
+        ClientFrame::Reauth { token } => match reauth(state, ctx, &token).await {
+            Ok(exp) => vec![ServerFrame::Reauthed { expires_at: exp }],
+            Err(e) => vec![ServerFrame::error(e.code(), e.public_message(), false)],
+        },
+        ClientFrame::Send {
+            client_msg_id,
+            thread_id,
+            text,
+        } => send_message(state, ctx, client_msg_id, thread_id, text).await,
+        ClientFrame::Resume {
+            thread_id,
+            after_seq,
+        } => match state.chat.resume(ctx.user, thread_id, after_seq).await {
+            Ok(events) => events.into_iter().map(ServerFrame::from).collect(),
+            Err(e) => vec![error_frame(&e, None)],
+        },
+        ClientFrame::Retry { message_id } => match state.chat.retry(ctx.user, message_id).await {
+            Ok(()) => vec![],
+            Err(e) => {
+                let mut f = error_frame(&e, None);
+                if let ServerFrame::Error { message_id: m, .. } = &mut f {
+                    *m = Some(message_id);
+                }
+                vec![f]
+            }
+        },
+    }
+}
+
+fn with_client_id(mut frame: ServerFrame, id: Option<String>) -> ServerFrame {
+    if let ServerFrame::Error { client_msg_id, .. } = &mut frame {
+        *client_msg_id = id;
+    }
+    frame
+}
+
+fn error_frame(e: &Error, client_msg_id: Option<String>) -> ServerFrame {
+    if e.is_internal() {
+        tracing::error!(error = %e, "socket request failed");
+    }
+    let code = match e {
+        Error::NotFound(_) => "not_found",
+        other => other.code(),
+    };
+    with_client_id(
+        ServerFrame::error(code, e.public_message(), e.is_internal()),
+        client_msg_id,
+    )
+}
+
+async fn reauth(state: &AppState, ctx: &mut Ctx, token: &str) -> Result<i64, Error> {
+    let claims: Claims = identity::authenticate(state, token).await?;
+    if claims.sub != ctx.user || claims.sid != ctx.sid {
+        return Err(Error::invalid(
+            "token_mismatch",
+            None,
+            "A reauth token must belong to the same user and session as the socket.",
+        ));
+    }
+    ctx.expires_at = claims.exp;
+    Ok(claims.exp)
+}
+
+async fn send_message(
+    state: &AppState,
+    ctx: &Ctx,
+    client_msg_id: String,
+    thread_id: Option<ThreadId>,
+    text: String,
+) -> Vec<ServerFrame> {
+    let id_ok = !client_msg_id.is_empty()
+        && client_msg_id.chars().count() <= 128
+        && !client_msg_id.chars().any(char::is_control);
+    if !id_ok {
+        return vec![ServerFrame::error(
+            "invalid_message",
+            "client_msg_id must be 1–128 printable characters.",
+            false,
+        )];
+    }
+    let fail = |code: &str, message: String| {
+        vec![with_client_id(
+            ServerFrame::error(code, message, false),
+            Some(client_msg_id.clone()),
+        )]
+    };
+    if text.trim().is_empty() {
+        return fail("invalid_message", "The message is empty.".into());
+    }
+    let max = state.config.max_message_chars;
+    if text.chars().count() > max {
+        return fail(
+            "message_too_long",
+            format!("The message is longer than {max} characters; shorten it or split it up."),
+        );
+    }
+    // The ack is returned here and written before the session loop reads
+    // the hub again, so on this socket it always precedes the stored message
+    // and the reply's pieces, which arrive through the hub.
+    match state
+        .chat
+        .send(ctx.user, &client_msg_id, thread_id, &text)
+        .await
+    {
+        Ok(sent) => vec![ServerFrame::Ack {
+            client_msg_id,
+            thread_id: sent.thread_id,
+            message_id: sent.message_id,
+            seq: sent.seq,
+            duplicate: sent.duplicate,
+        }],
+        Err(e) => vec![error_frame(&e, Some(client_msg_id))],
+    }
+}

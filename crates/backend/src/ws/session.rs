@@ -1,0 +1,182 @@
+//! One socket's life: authentication, then the loop that writes what the
+//! client, the hub and the token's expiry call for, until one side ends it.
+
+use super::{
+    handler::handle,
+    hub::Outbound,
+    protocol::{close, ClientFrame, Limits, ServerFrame},
+};
+use crate::{error::Error, identity, AppState};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use confab_core::{
+    ids::{SessionId, UserId},
+    revocation,
+    tokens::TokenError,
+};
+use futures::{stream::SplitSink, SinkExt, StreamExt};
+use std::time::Duration;
+
+/// How long a new socket may take to send its `auth` frame.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Sink = SplitSink<WebSocket, Message>;
+
+/// How long one write to a client may take. A client that stops reading
+/// would otherwise pin its task, and with it expiry, revocation and shutdown.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn write(sink: &mut Sink, msg: Message) -> bool {
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, sink.send(msg)).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn send(sink: &mut Sink, frame: &ServerFrame) -> bool {
+    write(sink, Message::Text(frame.to_json().into())).await
+}
+
+async fn close_with(sink: &mut Sink, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.to_string().into(),
+    };
+    write(sink, Message::Close(Some(frame))).await;
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
+}
+
+fn remaining(exp: i64) -> Duration {
+    let now = chrono::Utc::now().timestamp();
+    Duration::from_secs(exp.saturating_sub(now).max(0) as u64)
+}
+
+/// What the socket knows about its caller.
+pub(super) struct Ctx {
+    pub(super) user: UserId,
+    pub(super) sid: SessionId,
+    pub(super) expires_at: i64,
+}
+
+pub(super) async fn run(state: AppState, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let max = state.config.max_frame_bytes;
+
+    let first = tokio::time::timeout(AUTH_TIMEOUT, stream.next()).await;
+    let token = match first {
+        Ok(Some(Ok(Message::Text(t)))) if t.len() <= max => {
+            match serde_json::from_str::<ClientFrame>(&t) {
+                Ok(ClientFrame::Auth { token }) => token,
+                _ => {
+                    let f = ServerFrame::error(
+                        "auth_required",
+                        "The first frame must be {\"type\":\"auth\",\"token\":…}.",
+                        false,
+                    );
+                    send(&mut sink, &f).await;
+                    return close_with(&mut sink, close::AUTH_REQUIRED, "auth required").await;
+                }
+            }
+        }
+        Ok(Some(Ok(Message::Text(_)))) => {
+            return close_with(&mut sink, close::TOO_BIG, "frame too large").await
+        }
+        Err(_) => return close_with(&mut sink, close::AUTH_REQUIRED, "auth timeout").await,
+        _ => return close_with(&mut sink, close::AUTH_REQUIRED, "auth required").await,
+    };
+    let claims = match identity::authenticate(&state, &token).await {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match &e {
+                Error::Token(TokenError::Expired) => close::TOKEN_EXPIRED,
+                Error::Token(TokenError::Revoked) => close::SESSION_REVOKED,
+                // Our side is down (JWKS, Redis, database): not the token's fault.
+                Error::Token(TokenError::Jwks(_)) => close::UNAVAILABLE,
+                e if e.is_internal() => close::UNAVAILABLE,
+                _ => close::INVALID_TOKEN,
+            };
+            send(
+                &mut sink,
+                &ServerFrame::error(e.code(), e.public_message(), false),
+            )
+            .await;
+            return close_with(&mut sink, code, e.code()).await;
+        }
+    };
+    let mut ctx = Ctx {
+        user: claims.sub,
+        sid: claims.sid,
+        expires_at: claims.exp,
+    };
+    let (_registration, mut outbound) = state.hub.register(ctx.user, ctx.sid);
+    // A logout announced between the check in `authenticate` and the
+    // registration reached no socket of ours: check once more (failing
+    // closed, like the first check).
+    match revocation::is_revoked(&state.redis, &state.keys, ctx.sid).await {
+        Ok(false) => {}
+        Ok(true) => return close_with(&mut sink, close::SESSION_REVOKED, "session revoked").await,
+        Err(e) => {
+            tracing::warn!(error = %e, "revocation re-check failed; closing the socket");
+            return close_with(&mut sink, close::UNAVAILABLE, "try again").await;
+        }
+    }
+    let ready = ServerFrame::Ready {
+        user_id: ctx.user,
+        agent: state.chat.provider().info(),
+        limits: Limits {
+            max_frame_bytes: max,
+            max_message_chars: state.config.max_message_chars,
+        },
+        expires_at: ctx.expires_at,
+    };
+    if !send(&mut sink, &ready).await {
+        return;
+    }
+    tracing::info!(user = %ctx.user, "socket ready");
+
+    loop {
+        let expiry = tokio::time::sleep(remaining(ctx.expires_at));
+        tokio::select! {
+            _ = state.shutdown.cancelled() => {
+                return close_with(&mut sink, close::GOING_AWAY, "server shutting down").await;
+            }
+            _ = expiry => {
+                let f = ServerFrame::error("token_expired", "Your access token expired; reconnect with a fresh one.", true);
+                send(&mut sink, &f).await;
+                return close_with(&mut sink, close::TOKEN_EXPIRED, "token expired").await;
+            }
+            out = outbound.recv() => match out {
+                Some(Outbound::Frame(s)) => {
+                    if !write(&mut sink, Message::Text(s.into())).await {
+                        return;
+                    }
+                }
+                Some(Outbound::Close(code, reason)) => return close_with(&mut sink, code, reason).await,
+                None => return close_with(&mut sink, close::TOO_SLOW, "client too slow; resume").await,
+            },
+            msg = stream.next() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(Message::Text(t))) => {
+                    if t.len() > max {
+                        return close_with(&mut sink, close::TOO_BIG, "frame too large").await;
+                    }
+                    metrics::counter!("ws_frames_in_total").increment(1);
+                    for frame in handle(&state, &mut ctx, &t).await {
+                        if !send(&mut sink, &frame).await {
+                            return;
+                        }
+                    }
+                }
+                Some(Ok(Message::Binary(b))) => {
+                    if b.len() > max {
+                        return close_with(&mut sink, close::TOO_BIG, "frame too large").await;
+                    }
+                    let f = ServerFrame::error("unsupported_frame", "Binary frames are not supported; send JSON text.", false);
+                    if !send(&mut sink, &f).await {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {} // ping/pong are answered by the transport
+            },
+        }
+    }
+}
