@@ -14,15 +14,7 @@ pub enum ChatEvent {
     /// message, a reply still streaming included.
     Stored { message: Message },
     /// The next piece of a reply being written.
-    Delta {
-        thread_id: ThreadId,
-        message_id: MessageId,
-        seq: i64,
-        /// Position of this piece in the reply (0, 1, …): a client that hears
-        /// a piece twice (live and on resume) applies it once.
-        index: u64,
-        text: String,
-    },
+    Delta(Piece),
     /// The reply is complete and stored with this content.
     Completed {
         thread_id: ThreadId,
@@ -41,4 +33,17 @@ pub enum ChatEvent {
         message: String,
         retryable: bool,
     },
+}
+
+/// One piece of a reply being written (the socket's `delta` frame has
+/// exactly these fields).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Piece {
+    pub thread_id: ThreadId,
+    pub message_id: MessageId,
+    pub seq: i64,
+    /// Position of this piece in the reply (0, 1, …): a client that hears a
+    /// piece twice (live and on resume) applies it once.
+    pub index: u64,
+    pub text: String,
 }

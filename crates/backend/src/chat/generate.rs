@@ -7,7 +7,7 @@
 //! Every outcome, our own failures included, ends the row: a reply left
 //! `streaming` would spin in every client.
 
-use super::{retry::not_retryable, Chat, ChatEvent};
+use super::{retry::not_retryable, Chat, ChatEvent, Piece};
 use crate::{
     agent::{ChatMessage, ProviderError, TokenStream},
     error::Error,
@@ -177,13 +177,13 @@ impl Chat {
                 Some(Ok(piece)) => {
                     text.push_str(&piece);
                     self.append_live(id, index, &piece).await;
-                    let delta = ChatEvent::Delta {
+                    let delta = ChatEvent::Delta(Piece {
                         thread_id: thread,
                         message_id: id,
                         seq,
                         index,
                         text: piece,
-                    };
+                    });
                     self.publish(user, &delta).await;
                     index += 1;
                 }

@@ -28,7 +28,7 @@ mod resume;
 mod retry;
 mod send;
 
-pub use event::ChatEvent;
+pub use event::{ChatEvent, Piece};
 pub use send::Sent;
 
 use crate::agent::Provider;

@@ -3,7 +3,7 @@
 //! then, for a reply still being written, the pieces it has so far from the
 //! live stream. Pieces that arrive later reach it live through the hub.
 
-use super::{Chat, ChatEvent};
+use super::{Chat, ChatEvent, Piece};
 use crate::{error::Error, store};
 use confab_core::ids::{ThreadId, UserId};
 
@@ -31,13 +31,13 @@ impl Chat {
             events.push(ChatEvent::Stored { message: m });
             if streaming {
                 for (index, text) in self.live_pieces(id).await? {
-                    events.push(ChatEvent::Delta {
+                    events.push(ChatEvent::Delta(Piece {
                         thread_id: thread,
                         message_id: id,
                         seq,
                         index,
                         text,
-                    });
+                    }));
                 }
             }
         }

@@ -1,7 +1,12 @@
 //! The chat socket's frames (documented in docs/websocket-protocol.md). Both
 //! directions are JSON objects with a `type`.
 
-use crate::{agent::AgentInfo, chat::ChatEvent, markdown, view::MessageView};
+use crate::{
+    agent::AgentInfo,
+    chat::{ChatEvent, Piece},
+    markdown,
+    view::MessageView,
+};
 use confab_core::ids::{MessageId, ThreadId, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -79,15 +84,7 @@ pub enum ServerFrame {
         /// True when this resend matched a message already stored.
         duplicate: bool,
     },
-    Delta {
-        thread_id: ThreadId,
-        message_id: MessageId,
-        seq: i64,
-        /// Position of this delta in the reply (0, 1, …): lets a client that
-        /// hears a delta twice (live and on resume) apply it once.
-        index: u64,
-        text: String,
-    },
+    Delta(Piece),
     Done {
         thread_id: ThreadId,
         message_id: MessageId,
@@ -138,19 +135,7 @@ impl From<ChatEvent> for ServerFrame {
             ChatEvent::Stored { message } => ServerFrame::Message {
                 message: MessageView::from(message),
             },
-            ChatEvent::Delta {
-                thread_id,
-                message_id,
-                seq,
-                index,
-                text,
-            } => ServerFrame::Delta {
-                thread_id,
-                message_id,
-                seq,
-                index,
-                text,
-            },
+            ChatEvent::Delta(piece) => ServerFrame::Delta(piece),
             ChatEvent::Completed {
                 thread_id,
                 message_id,
@@ -234,13 +219,13 @@ mod tests {
         assert_eq!(v["message"]["id"], m.id.to_string());
         assert_eq!(v["message"]["content"], "hello");
         assert!(v["message"].get("html").is_none());
-        let v = frame_of(ChatEvent::Delta {
+        let v = frame_of(ChatEvent::Delta(Piece {
             thread_id: m.thread_id,
             message_id: m.id,
             seq: 2,
             index: 0,
             text: "Hel".into(),
-        });
+        }));
         assert_eq!(
             v,
             json!({
