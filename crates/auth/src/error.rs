@@ -50,6 +50,11 @@ pub enum Error {
     #[error("{}", token_message(.0))]
     Token(TokenError),
 
+    /// A sensitive action (deleting the account) needs the password or a
+    /// sign-in within the last few minutes.
+    #[error("{0}")]
+    ReauthenticationRequired(&'static str),
+
     #[error("No such endpoint.")]
     NotFound,
 
@@ -86,6 +91,7 @@ impl Error {
             | Error::MissingToken => StatusCode::UNAUTHORIZED,
             Error::Token(TokenError::Jwks(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Token(_) => StatusCode::UNAUTHORIZED,
+            Error::ReauthenticationRequired(_) => StatusCode::FORBIDDEN,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::Infra(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -104,6 +110,7 @@ impl Error {
             Error::SessionRevoked => "session_revoked",
             Error::MissingToken => "missing_token",
             Error::Token(e) => e.code(),
+            Error::ReauthenticationRequired(_) => "reauthentication_required",
             Error::NotFound => "not_found",
             Error::MethodNotAllowed => "method_not_allowed",
             Error::Infra(_) | Error::Internal(_) => "internal",
@@ -114,6 +121,7 @@ impl Error {
         match self {
             Error::Validation { field, .. } => Some(field),
             Error::EmailTaken => Some("email"),
+            Error::ReauthenticationRequired(_) => Some("password"),
             _ => None,
         }
     }

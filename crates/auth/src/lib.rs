@@ -59,6 +59,9 @@ pub struct Config {
     pub cookie_secure: bool,
     /// `CONFAB_ARGON2_M_KIB`, `CONFAB_ARGON2_T`, `CONFAB_ARGON2_P`.
     pub argon2: Argon2Settings,
+    /// `CONFAB_REAUTH_WINDOW_SECS` (default 300): deleting the account
+    /// without the password is allowed this long after signing in.
+    pub reauth_window: Duration,
 }
 
 impl Config {
@@ -77,6 +80,7 @@ impl Config {
         let refresh_token_ttl = secs("CONFAB_REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?;
         let refresh_grace = Duration::from_secs(env.parse("CONFAB_REFRESH_GRACE_SECS", 10u64)?);
         let cookie_secure = env.bool("CONFAB_COOKIE_SECURE", false)?;
+        let reauth_window = Duration::from_secs(env.parse("CONFAB_REAUTH_WINDOW_SECS", 300u64)?);
         let defaults = Argon2Settings::default();
         let argon2 = Argon2Settings {
             m_kib: env.parse("CONFAB_ARGON2_M_KIB", defaults.m_kib)?,
@@ -100,6 +104,7 @@ impl Config {
             refresh_grace,
             cookie_secure,
             argon2,
+            reauth_window,
         })
     }
 }

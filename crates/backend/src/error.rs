@@ -18,8 +18,13 @@ pub enum Error {
     MissingToken,
     #[error(transparent)]
     Token(#[from] TokenError),
+    #[error("This account was deleted.")]
+    AccountDeleted,
     #[error("{0}")]
     NotFound(&'static str),
+    /// A request body over its limit (413).
+    #[error("{message}")]
+    TooLarge { code: &'static str, message: String },
     #[error("{message}")]
     Invalid {
         code: &'static str,
@@ -64,7 +69,9 @@ impl Error {
         match self {
             Error::MissingToken => "missing_token",
             Error::Token(e) => e.code(),
+            Error::AccountDeleted => "account_deleted",
             Error::NotFound(_) => "not_found",
+            Error::TooLarge { code, .. } => code,
             Error::Invalid { code, .. } => code,
             Error::Malformed(_) => "malformed_request",
             Error::OriginNotAllowed => "origin_not_allowed",
@@ -76,8 +83,11 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::Token(TokenError::Jwks(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::MissingToken | Error::Token(_) => StatusCode::UNAUTHORIZED,
+            Error::MissingToken | Error::Token(_) | Error::AccountDeleted => {
+                StatusCode::UNAUTHORIZED
+            }
             Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Malformed(_) => StatusCode::BAD_REQUEST,
             Error::OriginNotAllowed => StatusCode::FORBIDDEN,

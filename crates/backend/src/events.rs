@@ -119,7 +119,13 @@ async fn handle_entry(
         .get("payload")
         .and_then(|v| redis::from_redis_value(v).ok());
     match payload.as_deref().map(serde_json::from_str::<Event>) {
-        Some(Ok(event)) => apply(state, &event).await?,
+        Some(Ok(event)) => {
+            apply(state, &event).await?;
+            if crate::deletion::erases_its_entry(&event) {
+                // It names the deleted user; applied, it is no longer needed.
+                let _: i64 = conn.xdel(stream, &[id]).await?;
+            }
+        }
         Some(Err(e)) => {
             tracing::error!(entry = id, error = %e, "skipping an event that does not parse")
         }
@@ -148,11 +154,16 @@ pub async fn apply(state: &AppState, event: &Event) -> Result<(), crate::Error> 
             email,
             display_name,
         } => {
-            store::profiles::upsert_in(&mut *tx, *user_id, email, display_name, true).await?;
-            store::profiles::ensure_default_workspace(&mut *tx, *user_id).await?;
+            // A deleted account stays deleted, even if an older event about
+            // it arrives late.
+            let r =
+                store::profiles::upsert_in(&mut tx, *user_id, email, display_name, true).await?;
+            if r == store::profiles::Upsert::Deleted {
+                tracing::info!(event = %event.id, "event about a deleted account ignored");
+            }
         }
         EventKind::UserDeleted { user_id } => {
-            store::profiles::delete(&mut *tx, *user_id).await?;
+            crate::deletion::delete_account(state, &mut tx, *user_id, event).await?;
         }
         EventKind::SessionRevoked { .. } => {}
     }

@@ -10,8 +10,9 @@ use confab_core::{
     tokens::{Claims, TokenError},
 };
 use std::{
-    collections::HashSet,
+    collections::HashMap,
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 /// Verify a token, check its session is not revoked (failing closed: when
@@ -31,22 +32,38 @@ async fn ensure_profile(state: &AppState, claims: &Claims) -> Result<(), Error> 
     if state.known_users.contains(claims.sub) {
         return Ok(());
     }
-    store::profiles::upsert(&state.db, claims.sub, &claims.email, &claims.name, false).await?;
+    let found =
+        store::profiles::upsert(&state.db, claims.sub, &claims.email, &claims.name, false).await?;
+    if found == store::profiles::Upsert::Deleted {
+        // The account is gone; its tokens (still validly signed until they
+        // expire) must never bring it back.
+        return Err(Error::AccountDeleted);
+    }
     state.known_users.insert(claims.sub);
     Ok(())
 }
 
-/// Users whose profile this process has already made sure of, so a request
-/// does not write to the database just to find the profile exists.
+/// Users whose profile this process has made sure of recently, so a request
+/// does not write to the database just to find the profile exists. Entries
+/// go stale after a minute: an account deleted through another instance is
+/// then seen as deleted here too, even if Redis lost the revocation entries.
 #[derive(Clone, Default)]
-pub struct KnownUsers(Arc<Mutex<HashSet<UserId>>>);
+pub struct KnownUsers(Arc<Mutex<HashMap<UserId, Instant>>>);
+
+const KNOWN_USER_TTL: Duration = Duration::from_secs(60);
 
 impl KnownUsers {
     pub fn contains(&self, u: UserId) -> bool {
-        self.0.lock().expect("lock").contains(&u)
+        self.0
+            .lock()
+            .expect("lock")
+            .get(&u)
+            .is_some_and(|at| at.elapsed() < KNOWN_USER_TTL)
     }
     pub fn insert(&self, u: UserId) {
-        self.0.lock().expect("lock").insert(u);
+        let mut users = self.0.lock().expect("lock");
+        users.retain(|_, at| at.elapsed() < KNOWN_USER_TTL);
+        users.insert(u, confab_core::clock::instant());
     }
     pub fn remove(&self, u: UserId) {
         self.0.lock().expect("lock").remove(&u);

@@ -9,8 +9,10 @@
 
 pub mod agent;
 pub mod chat;
+pub mod deletion;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod http;
 pub mod identity;
 pub mod markdown;
@@ -49,6 +51,8 @@ pub struct Config {
     /// Access-token lifetime (the same `CONFAB_ACCESS_TOKEN_TTL_SECS` auth
     /// reads): how long a revocation entry this service writes must live.
     pub access_token_ttl_secs: u64,
+    /// Largest JSON export accepted by the import, in bytes.
+    pub import_max_bytes: usize,
 }
 
 impl Config {
@@ -80,6 +84,7 @@ impl Config {
             max_frame_bytes,
             max_message_chars: env.parse("CONFAB_MAX_MESSAGE_CHARS", 16_000)?,
             access_token_ttl_secs: env.parse("CONFAB_ACCESS_TOKEN_TTL_SECS", 900)?,
+            import_max_bytes: env.parse("CONFAB_IMPORT_MAX_BYTES", 64 * 1024 * 1024)?,
         })
     }
 }

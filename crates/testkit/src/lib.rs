@@ -15,6 +15,7 @@ pub mod browser;
 pub mod db;
 pub mod llm;
 pub mod process;
+pub mod scan;
 pub mod socket;
 pub mod timing;
 pub mod user;

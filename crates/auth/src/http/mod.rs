@@ -1,6 +1,7 @@
 //! The HTTP API: one router built from per-resource modules, sharing one
 //! [`ApiContext`].
 
+mod account;
 mod extractor;
 mod jwks;
 mod sessions;
@@ -57,6 +58,7 @@ pub struct ApiContext {
 pub fn router(ctx: ApiContext) -> Router {
     let api = Router::new()
         .merge(users::router())
+        .merge(account::router())
         .merge(sessions::router())
         .merge(jwks::router())
         .route("/openapi.json", get(openapi))
@@ -205,6 +207,7 @@ mod tests {
             ("/v1/auth/refresh", "post"),
             ("/v1/auth/logout", "post"),
             ("/v1/auth/me", "get"),
+            ("/v1/auth/account", "delete"),
             ("/.well-known/jwks.json", "get"),
             ("/openapi.json", "get"),
             ("/readyz", "get"),

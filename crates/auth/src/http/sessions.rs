@@ -239,7 +239,10 @@ async fn insert_revoked_event(
 /// Revocation must reach Redis for other services to see it; if Redis does
 /// not answer in time the request fails and the client retries (logout is
 /// idempotent).
-async fn announce_revocation(ctx: &ApiContext, session_id: SessionId) -> Result<(), Error> {
+pub(super) async fn announce_revocation(
+    ctx: &ApiContext,
+    session_id: SessionId,
+) -> Result<(), Error> {
     revocation::announce(
         &ctx.redis,
         &ctx.keys,

@@ -40,15 +40,21 @@ pub async fn lock_pending(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<Pen
     .await?)
 }
 
+/// Published rows are kept for inspection, except `user.deleted`: it names
+/// a user who asked to be forgotten, and once relayed it has done its job.
 pub async fn mark_published(
-    db: impl PgExecutor<'_>,
+    db: &mut sqlx::PgConnection,
     ids: &[Uuid],
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
+    sqlx::query("DELETE FROM outbox WHERE id = ANY($1) AND type = 'user.deleted'")
+        .bind(ids)
+        .execute(&mut *db)
+        .await?;
     sqlx::query("UPDATE outbox SET published_at = $2 WHERE id = ANY($1)")
         .bind(ids)
         .bind(now)
-        .execute(db)
+        .execute(&mut *db)
         .await?;
     Ok(())
 }

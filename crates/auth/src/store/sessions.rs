@@ -68,3 +68,16 @@ pub async fn touch(
         .await?;
     Ok(())
 }
+
+/// When the session signed in (log-in or sign-up; refreshing keeps it).
+pub async fn created_at(
+    db: impl PgExecutor<'_>,
+    id: SessionId,
+) -> Result<Option<DateTime<Utc>>, Error> {
+    Ok(
+        sqlx::query_scalar("SELECT created_at FROM sessions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await?,
+    )
+}

@@ -59,3 +59,34 @@ pub async fn find(db: impl PgExecutor<'_>, id: UserId) -> Result<Option<User>, E
             .await?,
     )
 }
+
+/// Delete the user, locked first (`FOR UPDATE`), with their sessions and
+/// refresh tokens (cascade) and every outbox row that names them — pending
+/// or kept after publishing — since those carry their email and name.
+/// Returns the ids of the sessions that existed, so the caller can revoke
+/// them in Redis; `None` when there is no such user.
+pub async fn delete(
+    conn: &mut sqlx::PgConnection,
+    id: UserId,
+) -> Result<Option<Vec<confab_core::ids::SessionId>>, Error> {
+    let found: Option<UserId> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if found.is_none() {
+        return Ok(None);
+    }
+    let sessions = sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1")
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM outbox WHERE payload -> 'data' ->> 'user_id' = $1")
+        .bind(id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(Some(sessions))
+}

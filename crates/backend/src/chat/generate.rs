@@ -68,11 +68,17 @@ impl Chat {
         };
 
         let mut text = String::new();
+        let mut vanished = false;
         let outcome = self.stream_reply(user, thread, id, seq, &mut text).await;
         let db = &self.inner.db;
         let result = match outcome {
             Ok(Ok(())) => match store::messages::complete(db, id, &text).await {
-                Ok(()) => {
+                Ok(false) => {
+                    // The thread was deleted while the reply was written.
+                    vanished = true;
+                    Ok(())
+                }
+                Ok(true) => {
                     let done = ChatEvent::Completed {
                         thread_id: thread,
                         message_id: id,
@@ -108,7 +114,12 @@ impl Chat {
                 .await;
             tracing::error!(error = %e, %thread, message = %id, "reply aborted");
         }
-        self.end_live(id).await;
+        if vanished {
+            // Nothing may keep the pieces of a deleted conversation.
+            self.drop_live(id).await;
+        } else {
+            self.end_live(id).await;
+        }
         result
     }
 
@@ -121,6 +132,7 @@ impl Chat {
         thread: ThreadId,
         question: MessageId,
     ) -> Result<(MessageId, i64), Error> {
+        let info = self.inner.provider.info();
         let mut tx = self.inner.db.begin().await?;
         let seq = store::threads::next_seq(&mut tx, thread).await?;
         let inserted = store::messages::insert(
@@ -135,6 +147,8 @@ impl Chat {
                 seq,
                 client_msg_id: None,
                 reply_to: Some(question),
+                model: Some(&info.model),
+                provider: Some(info.kind),
             },
         )
         .await;

@@ -43,6 +43,13 @@ impl Chat {
             .await;
     }
 
+    /// The reply's conversation was deleted while it was written: its
+    /// pieces go at once.
+    pub(super) async fn drop_live(&self, id: MessageId) {
+        let mut redis = self.inner.redis.clone();
+        let _: Result<(), _> = redis.del(self.inner.keys.live_stream(id)).await;
+    }
+
     /// The pieces of reply `id` so far, as `(index, text)`.
     pub(super) async fn live_pieces(&self, id: MessageId) -> Result<Vec<(u64, String)>, Error> {
         let mut redis = self.inner.redis.clone();

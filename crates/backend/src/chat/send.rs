@@ -73,6 +73,8 @@ impl Chat {
                 seq,
                 client_msg_id: Some(client_msg_id),
                 reply_to: None,
+                model: None,
+                provider: None,
             },
         )
         .await;

@@ -1,13 +1,20 @@
 //! The backend's HTTP API. One router; handlers are short and call `store`
 //! or `chat`.
 
+mod export;
 mod extractor;
+mod manage;
 mod threads;
 
 pub use extractor::AuthUser;
 
 use crate::{error::Error, AppState};
-use axum::{extract::State, response::Response, routing::get, Router};
+use axum::{
+    extract::State,
+    response::Response,
+    routing::{get, post},
+    Router,
+};
 use confab_core::http::{api::ServiceState, readiness, standard_checks};
 
 /// Every route the backend serves (path, method), kept next to the router
@@ -18,6 +25,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/v1/threads", "post"),
     ("/v1/threads/{id}", "get"),
     ("/v1/threads/{id}/messages", "get"),
+    ("/v1/threads/{id}", "patch"),
+    ("/v1/threads/{id}", "delete"),
+    ("/v1/threads/delete", "post"),
+    ("/v1/threads/{id}/export", "get"),
+    ("/v1/export", "get"),
+    ("/v1/import", "post"),
     ("/v1/ws", "get"),
     ("/readyz", "get"),
     ("/openapi.json", "get"),
@@ -29,8 +42,17 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/me", get(threads::me))
         .route("/v1/threads", get(threads::list).post(threads::create))
-        .route("/v1/threads/{id}", get(threads::get))
+        .route(
+            "/v1/threads/{id}",
+            get(threads::get)
+                .patch(manage::rename)
+                .delete(manage::delete_one),
+        )
         .route("/v1/threads/{id}/messages", get(threads::messages))
+        .route("/v1/threads/delete", post(manage::delete_many))
+        .route("/v1/threads/{id}/export", get(export::one))
+        .route("/v1/export", get(export::all))
+        .route("/v1/import", post(export::import))
         .route("/v1/ws", get(crate::ws::upgrade))
         .route("/readyz", get(readyz))
         .route(

@@ -11,7 +11,7 @@ use confab_core::{http::api::Json, ids::ThreadId};
 use serde::Deserialize;
 use serde_json::json;
 
-fn parse_thread(id: &str) -> Result<ThreadId, Error> {
+pub(super) fn parse_thread(id: &str) -> Result<ThreadId, Error> {
     id.parse()
         .map_err(|_| Error::Malformed(format!("{id:?} is not a thread id")))
 }

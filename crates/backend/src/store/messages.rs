@@ -62,6 +62,9 @@ pub struct NewMessage<'a> {
     pub seq: i64,
     pub client_msg_id: Option<&'a str>,
     pub reply_to: Option<MessageId>,
+    /// The model and provider writing a reply (`None` for user messages).
+    pub model: Option<&'a str>,
+    pub provider: Option<&'a str>,
 }
 
 pub async fn insert<'e>(
@@ -69,8 +72,8 @@ pub async fn insert<'e>(
     m: NewMessage<'_>,
 ) -> Result<Message, sqlx::Error> {
     sqlx::query_as(&format!(
-        "INSERT INTO messages (id, thread_id, user_id, role, content, status, seq, client_msg_id, reply_to)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+        "INSERT INTO messages (id, thread_id, user_id, role, content, status, seq, client_msg_id, reply_to, model, provider)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
     ))
     .bind(m.id)
     .bind(m.thread_id)
@@ -81,6 +84,8 @@ pub async fn insert<'e>(
     .bind(m.seq)
     .bind(m.client_msg_id)
     .bind(m.reply_to)
+    .bind(m.model)
+    .bind(m.provider)
     .fetch_one(db)
     .await
 }
@@ -121,8 +126,10 @@ pub async fn context(
     .await
 }
 
-pub async fn complete(pool: &PgPool, id: MessageId, content: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
+/// Returns false when the reply no longer exists (its thread was deleted
+/// while it was being written).
+pub async fn complete(pool: &PgPool, id: MessageId, content: &str) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
         "UPDATE messages SET content = $2, status = 'complete', error_code = NULL,
                 error_message = NULL, updated_at = now() WHERE id = $1",
     )
@@ -130,7 +137,7 @@ pub async fn complete(pool: &PgPool, id: MessageId, content: &str) -> Result<(),
     .bind(content)
     .execute(pool)
     .await?;
-    Ok(())
+    Ok(r.rows_affected() == 1)
 }
 
 pub async fn fail(

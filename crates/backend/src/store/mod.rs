@@ -1,7 +1,10 @@
 //! All of the backend's SQL. Handlers and the socket gateway call these
 //! functions; nothing else talks to the database.
 
+pub mod deletion;
 pub mod events;
+pub mod export;
+pub mod import;
 pub mod messages;
 pub mod profiles;
 pub mod threads;

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use confab_core::ids::{UserId, WorkspaceId};
 use serde::Serialize;
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Profile {
@@ -24,29 +24,46 @@ pub struct Workspace {
     pub is_default: bool,
 }
 
+/// What `upsert` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert {
+    /// The profile and default workspace exist (now).
+    Present,
+    /// The account was deleted: nothing was (or ever will be) created.
+    Deleted,
+}
+
 /// Create the profile and default workspace if missing. With `overwrite`, an
 /// existing profile takes the given email and name (the event is the
-/// authority; token claims only fill a gap).
+/// authority; token claims only fill a gap). A deleted account is never
+/// re-created.
 pub async fn upsert(
     pool: &PgPool,
     user: UserId,
     email: &str,
     display_name: &str,
     overwrite: bool,
-) -> Result<(), sqlx::Error> {
+) -> Result<Upsert, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    upsert_in(&mut *tx, user, email, display_name, overwrite).await?;
-    ensure_default_workspace(&mut *tx, user).await?;
-    tx.commit().await
+    let r = upsert_in(&mut tx, user, email, display_name, overwrite).await?;
+    tx.commit().await?;
+    Ok(r)
 }
 
-pub async fn upsert_in<'e>(
-    db: impl PgExecutor<'e>,
+/// `upsert` inside the caller's transaction.
+pub async fn upsert_in(
+    conn: &mut PgConnection,
     user: UserId,
     email: &str,
     display_name: &str,
     overwrite: bool,
-) -> Result<(), sqlx::Error> {
+) -> Result<Upsert, sqlx::Error> {
+    // Under the same lock as account deletion: once the tombstone is
+    // committed this sees it, and a deletion waits for this to finish.
+    super::deletion::lock_user(&mut *conn, user).await?;
+    if super::deletion::is_deleted(&mut *conn, user).await? {
+        return Ok(Upsert::Deleted);
+    }
     let sql = if overwrite {
         "INSERT INTO profiles (user_id, email, display_name) VALUES ($1, $2, $3)
          ON CONFLICT (user_id) DO UPDATE
@@ -59,9 +76,10 @@ pub async fn upsert_in<'e>(
         .bind(user)
         .bind(email)
         .bind(display_name)
-        .execute(db)
+        .execute(&mut *conn)
         .await?;
-    Ok(())
+    ensure_default_workspace(&mut *conn, user).await?;
+    Ok(Upsert::Present)
 }
 
 pub async fn ensure_default_workspace<'e>(
@@ -96,14 +114,4 @@ pub async fn default_workspace<'e>(
         .bind(user)
         .fetch_optional(db)
         .await
-}
-
-/// Delete a user's profile and, by cascade, workspaces, threads and
-/// messages. (Live reply streams in Redis expire on their own.)
-pub async fn delete<'e>(db: impl PgExecutor<'e>, user: UserId) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM profiles WHERE user_id = $1")
-        .bind(user)
-        .execute(db)
-        .await?;
-    Ok(())
 }

@@ -61,6 +61,23 @@ pub async fn create<'e>(
     .await
 }
 
+/// Rename one of the user's threads; `None` when it is not theirs.
+pub async fn rename<'e>(
+    db: impl PgExecutor<'e>,
+    user: UserId,
+    id: ThreadId,
+    title: &str,
+) -> Result<Option<Thread>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "UPDATE threads SET title = $3, updated_at = now() WHERE id = $1 AND user_id = $2 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(user)
+    .bind(title)
+    .fetch_optional(db)
+    .await
+}
+
 /// Take the thread's next sequence number. The row lock this takes is held
 /// until the caller's transaction ends, which serialises writers of one
 /// thread and keeps numbers gap-free.
