@@ -51,3 +51,31 @@ impl crate::Harness {
         request(&self.http, reqwest::Method::POST, url, token, Some(&body)).await
     }
 }
+
+impl crate::Harness {
+    /// Any method, optional token and JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        request(&self.http, method, url, token, body.as_ref()).await
+    }
+
+    /// One conversation made over the socket: each text is sent and its
+    /// reply awaited. Returns the thread id.
+    pub async fn chat(&self, user: &crate::TestUser, texts: &[&str]) -> String {
+        let mut ws = self.socket(user).await;
+        let mut thread: Option<String> = None;
+        for text in texts {
+            let id = format!("c-{}", uuid::Uuid::new_v4().simple());
+            let ack = ws.send_message(&id, thread.as_deref(), text).await;
+            thread = Some(ack["thread_id"].as_str().expect("thread id").to_string());
+            ws.collect_reply().await;
+        }
+        ws.close().await;
+        thread.expect("at least one message")
+    }
+}

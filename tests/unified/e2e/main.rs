@@ -10,6 +10,7 @@
 
 mod api_auth;
 mod api_chat;
+mod api_export_delete;
 mod confab_up;
 mod flow01_signup_to_first_chat;
 mod scale_out;

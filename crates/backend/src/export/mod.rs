@@ -26,7 +26,7 @@ use futures::{
     StreamExt, TryStreamExt,
 };
 use serde::Serialize;
-use sqlx::{pool::PoolConnection, Connection, PgConnection, Postgres};
+use sqlx::{pool::PoolConnection, PgConnection, Postgres};
 use std::fmt::Write as _;
 use tokio_util::compat::TokioAsyncWriteCompatExt;
 
@@ -137,10 +137,7 @@ impl Export {
             Format::Zip => {
                 // Two passes over the history (JSON, then Markdown) read the
                 // same snapshot.
-                let mut tx = conn.begin().await?;
-                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                    .execute(&mut *tx)
-                    .await?;
+                let mut tx = crate::store::export::snapshot(conn).await?;
                 let n = write_zip(&mut tx, self, thread, out).await?;
                 tx.commit().await?;
                 Ok(n)

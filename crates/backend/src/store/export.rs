@@ -65,3 +65,16 @@ pub async fn owner(
         .fetch_optional(conn)
         .await
 }
+
+/// A read-only transaction whose queries all see one snapshot (the zip's
+/// two passes over the history must agree).
+pub async fn snapshot(
+    conn: &mut PgConnection,
+) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, sqlx::Error> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}

@@ -88,7 +88,7 @@ pub(super) async fn run(state: AppState, socket: WebSocket) {
         Err(e) => {
             let code = match &e {
                 Error::Token(TokenError::Expired) => close::TOKEN_EXPIRED,
-                Error::Token(TokenError::Revoked) => close::SESSION_REVOKED,
+                Error::Token(TokenError::Revoked) | Error::AccountDeleted => close::SESSION_REVOKED,
                 // Our side is down (JWKS, Redis, database): not the token's fault.
                 Error::Token(TokenError::Jwks(_)) => close::UNAVAILABLE,
                 e if e.is_internal() => close::UNAVAILABLE,
