@@ -127,7 +127,7 @@ pub async fn relay_batch(
     let mut conn = redis.clone();
     pipe.query_async::<()>(&mut conn).await?;
     let ids: Vec<_> = pending.iter().map(|e| e.id).collect();
-    store::outbox::mark_published(&mut *tx, &ids, chrono::Utc::now()).await?;
+    store::outbox::mark_published(&mut tx, &ids, chrono::Utc::now()).await?;
     tx.commit().await?;
     metrics::counter!("auth_outbox_published_total").increment(ids.len() as u64);
     tracing::debug!(count = ids.len(), "relayed outbox events");

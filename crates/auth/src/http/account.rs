@@ -61,7 +61,7 @@ async fn delete_account(
             let signed_in = store::sessions::created_at(&ctx.db, auth.session_id).await?;
             let window = chrono::Duration::from_std(ctx.config.reauth_window)
                 .unwrap_or(chrono::Duration::zero());
-            if !signed_in.is_some_and(|at| Utc::now() - at <= window) {
+            if signed_in.is_none_or(|at| Utc::now() - at > window) {
                 return Err(Error::ReauthenticationRequired(NEEDS_PASSWORD));
             }
         }
