@@ -40,6 +40,8 @@ pub enum Error {
     Client(#[from] reqwest::Error),
     #[error("web: a page template does not compile: {0}")]
     Template(#[from] minijinja::Error),
+    #[error("web: the browser client is broken: {0}")]
+    Module(#[from] assets::BadImport),
 }
 
 /// Everything a handler needs; cheap to clone (all shared).
@@ -81,6 +83,7 @@ impl AppState {
             .read_timeout(config.upstream_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
+        assets::check_modules()?;
         Ok(Self {
             sockets: Arc::new(Semaphore::new(config.max_sockets)),
             config: Arc::new(config),

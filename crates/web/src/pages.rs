@@ -16,7 +16,7 @@ use axum::{
     routing::get,
     Router,
 };
-use minijinja::{context, Environment};
+use minijinja::{context, Environment, Value};
 
 /// No inline script or style anywhere, so an injected `<script>` (say, from
 /// a model reply that slipped past sanitising) cannot run; `connect-src
@@ -43,6 +43,7 @@ pub(crate) fn templates() -> Result<Environment<'static>, minijinja::Error> {
         ("landing.html", include_str!("../templates/landing.html")),
         ("signup.html", include_str!("../templates/signup.html")),
         ("login.html", include_str!("../templates/login.html")),
+        ("module.html", include_str!("../templates/module.html")),
         ("app.html", include_str!("../templates/app.html")),
         ("settings.html", include_str!("../templates/settings.html")),
         (
@@ -52,8 +53,37 @@ pub(crate) fn templates() -> Result<Environment<'static>, minijinja::Error> {
     ] {
         env.add_template(name, source)?;
     }
-    env.add_global("asset_version", assets::VERSION.as_str());
+    env.add_function("asset", asset_url);
+    env.add_function("preloads", preload_urls);
     Ok(env)
+}
+
+/// `asset("app.css")` in a template: the asset's versioned URL. Naming a
+/// file that is not embedded is a template bug and fails the render.
+///
+/// Marked safe so auto-escaping leaves its slashes alone (it would write them
+/// as `&#x2f;`): it is built from our own asset paths, which hold no quote or
+/// angle bracket.
+fn asset_url(path: &str) -> Result<Value, minijinja::Error> {
+    assets::url(path)
+        .map(Value::from_safe_string)
+        .ok_or_else(|| {
+            minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!("no embedded asset {path:?}"),
+            )
+        })
+}
+
+/// `preloads("js/pages/app.js")`: the versioned URLs of every module the
+/// entry imports, for `<link rel="modulepreload">`.
+fn preload_urls(entry: &str) -> Result<Vec<Value>, minijinja::Error> {
+    let invalid =
+        |detail: String| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, detail);
+    let modules = assets::preloads(entry)
+        .map_err(|e| invalid(e.to_string()))?
+        .ok_or_else(|| invalid(format!("no embedded module {entry:?}")))?;
+    modules.iter().map(|m| asset_url(m)).collect()
 }
 
 pub(crate) fn router() -> Router<AppState> {

@@ -178,25 +178,36 @@ async fn unknown_pages_are_a_404_page() {
 #[tokio::test]
 async fn assets_have_their_types_and_are_cached_by_version() {
     let router = app(state("http://x", "http://x"));
+    let version = crate::assets::VERSION.as_str();
     for (file, ty) in [
         ("app.css", "text/css"),
-        ("app.js", "text/javascript"),
-        ("auth.js", "text/javascript"),
         ("favicon.svg", "image/svg+xml"),
+        ("js/api.js", "text/javascript"),
+        ("js/pages/app.js", "text/javascript"),
+        ("js/pages/auth.js", "text/javascript"),
+        ("js/pages/settings.js", "text/javascript"),
     ] {
-        let (status, headers, _) = get_page(router.clone(), &format!("/static/{file}")).await;
-        assert_eq!(status, StatusCode::OK);
-        assert!(
-            headers[header::CONTENT_TYPE]
-                .to_str()
-                .unwrap()
-                .starts_with(ty),
-            "{file}"
-        );
-        assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
+        // Bare, and under a version that is not the current one (a page
+        // from before a deploy): today's file, revalidated every time.
+        for path in [
+            format!("/static/{file}"),
+            format!("/static/0123456789ab/{file}"),
+        ] {
+            let (status, headers, _) = get_page(router.clone(), &path).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            assert!(
+                headers[header::CONTENT_TYPE]
+                    .to_str()
+                    .unwrap()
+                    .starts_with(ty),
+                "{path}"
+            );
+            assert_eq!(headers[header::CACHE_CONTROL], "no-cache", "{path}");
+        }
 
-        let versioned = format!("/static/{file}?v={}", crate::assets::VERSION.as_str());
-        let (_, headers, _) = get_page(router.clone(), &versioned).await;
+        let versioned = format!("/static/{version}/{file}");
+        let (status, headers, _) = get_page(router.clone(), &versioned).await;
+        assert_eq!(status, StatusCode::OK, "{versioned}");
         assert!(headers[header::CACHE_CONTROL]
             .to_str()
             .unwrap()
@@ -216,11 +227,173 @@ async fn assets_have_their_types_and_are_cached_by_version() {
         assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
     }
     // Pages link the current version, so a deploy changes every asset URL.
-    let (_, _, page) = get_page(router, "/").await;
-    assert!(page.contains(&format!(
-        "/static/app.css?v={}",
-        crate::assets::VERSION.as_str()
-    )));
+    let (_, _, page) = get_page(router.clone(), "/").await;
+    assert!(page.contains(&format!("/static/{version}/app.css")));
+    assert!(page.contains(&format!("/static/{version}/favicon.svg")));
+    // A version with nothing behind it, and a versioned path to nothing.
+    for path in [
+        format!("/static/{version}/js/missing.js"),
+        format!("/static/{version}/js"),
+        "/static/js/pages".to_string(),
+    ] {
+        let (status, _, _) = get_page(router.clone(), &path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+}
+
+/// The `src`/`href` of every `/static/` URL a page links, in order.
+fn static_links(html: &str) -> Vec<String> {
+    html.split(['"', '\''])
+        .filter(|s| s.starts_with("/static/"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Load a page's module graph the way a browser does: fetch the entry named
+/// by the page's `<script type="module">`, then every import, resolved
+/// against the importing module's URL, until nothing new turns up. Every
+/// module must be served as current (immutable) JavaScript. Returns the URLs
+/// loaded, the entry first.
+async fn crawl_modules(router: &Router, page: &str) -> Vec<String> {
+    let (_, _, html) = get_page(router.clone(), page).await;
+    let entry = html
+        .split("<script type=\"module\" src=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("{page} has no module script"))
+        .to_owned();
+    let base = reqwest::Url::parse("http://confab.test").unwrap();
+    let mut loaded: Vec<String> = Vec::new();
+    let mut queue = vec![entry];
+    while let Some(url) = queue.pop() {
+        if loaded.contains(&url) {
+            continue;
+        }
+        let (status, headers, body) = get_page(router.clone(), &url).await;
+        assert_eq!(status, StatusCode::OK, "{page}: {url}");
+        assert!(
+            headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/javascript"),
+            "{url}"
+        );
+        assert!(
+            headers[header::CACHE_CONTROL]
+                .to_str()
+                .unwrap()
+                .contains("immutable"),
+            "{url} is not the current version: its imports are not cache-busted"
+        );
+        let here = base.join(&url).unwrap();
+        for specifier in crate::assets::imports(&body) {
+            queue.push(here.join(specifier).unwrap().path().to_owned());
+        }
+        loaded.push(url);
+    }
+    loaded
+}
+
+#[tokio::test]
+async fn each_page_preloads_exactly_the_modules_its_script_imports() {
+    let router = app(state("http://x", "http://x"));
+    let version = crate::assets::VERSION.as_str();
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "/app",
+            "js/pages/app.js",
+            &[
+                "api.js",
+                "account.js",
+                "banners.js",
+                "chat.js",
+                "outbox.js",
+                "render.js",
+                "socket.js",
+                "threads.js",
+                "util.js",
+            ],
+        ),
+        (
+            "/app/t/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+            "js/pages/app.js",
+            &[
+                "api.js",
+                "account.js",
+                "banners.js",
+                "chat.js",
+                "outbox.js",
+                "render.js",
+                "socket.js",
+                "threads.js",
+                "util.js",
+            ],
+        ),
+        (
+            "/settings",
+            "js/pages/settings.js",
+            &["api.js", "account.js", "banners.js", "util.js"],
+        ),
+        ("/login", "js/pages/auth.js", &["api.js"]),
+        ("/signup", "js/pages/auth.js", &["api.js"]),
+    ];
+    let mut used = std::collections::BTreeSet::new();
+    for (page, entry, modules) in cases {
+        let loaded = crawl_modules(&router, page).await;
+        assert_eq!(loaded[0], format!("/static/{version}/{entry}"), "{page}");
+        let mut imported: Vec<String> = loaded[1..].to_vec();
+        imported.sort();
+        let mut expected: Vec<String> = modules
+            .iter()
+            .map(|m| format!("/static/{version}/js/{m}"))
+            .collect();
+        expected.sort();
+        assert_eq!(imported, expected, "{page} loads other modules");
+
+        // The page asks for the whole graph up front, and nothing else.
+        let (_, _, html) = get_page(router.clone(), page).await;
+        let mut preloaded: Vec<String> = html
+            .split("<link rel=\"modulepreload\" href=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .map(str::to_owned)
+            .collect();
+        preloaded.sort();
+        assert_eq!(preloaded, expected, "{page} preloads");
+        // Every static URL the page links is served.
+        for link in static_links(&html) {
+            let (status, _, _) = get_page(router.clone(), &link).await;
+            assert_eq!(status, StatusCode::OK, "{page} links {link}");
+        }
+        used.extend(loaded);
+    }
+    // Every embedded module belongs to some page.
+    let (_, _, auth) = get_page(router.clone(), "/login").await;
+    assert!(!auth.contains("socket.js"), "the auth pages load the chat");
+    for module in [
+        "util.js",
+        "api.js",
+        "banners.js",
+        "account.js",
+        "socket.js",
+        "outbox.js",
+        "render.js",
+        "threads.js",
+        "chat.js",
+        "pages/app.js",
+        "pages/auth.js",
+        "pages/settings.js",
+    ] {
+        assert!(
+            used.contains(&format!("/static/{version}/js/{module}")),
+            "no page loads {module}"
+        );
+    }
+    // The landing and 404 pages need no script.
+    for page in ["/", "/nope"] {
+        let (_, _, html) = get_page(router.clone(), page).await;
+        assert!(!html.contains("<script"), "{page} loads a script");
+    }
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-// Confab — sign-up and log-in forms.
+// The sign-up and log-in pages.
 //
 // The forms post JSON to the auth service (through this origin, so the
 // refresh-token cookie it sets is first-party, httpOnly and SameSite). On
@@ -7,21 +7,27 @@
 // localStorage, sessionStorage or document.cookie, so an XSS bug elsewhere
 // has no long-lived credential to steal.
 
+import { MESSAGES, postCredentials } from "../api.js";
+
 const ENDPOINTS = {
   signup: { url: "/v1/auth/signup", fields: ["display_name", "email", "password"] },
   login: { url: "/v1/auth/login", fields: ["email", "password"] },
 };
 
-const NETWORK_ERROR = "We couldn't reach Confab. Check your connection and try again.";
-const UNEXPECTED_ERROR = "Something went wrong on our side. Please try again.";
+/** A form's wording: it asks the person to act on what they typed. */
+const FORM_MESSAGES = {
+  ...MESSAGES,
+  network: "We couldn't reach Confab. Check your connection and try again.",
+  client: "That didn't work. Please check the form and try again.",
+  tooMany: "Too many attempts. Please wait a moment and try again.",
+};
 
 for (const form of document.querySelectorAll("form[data-auth-form]")) {
   setUp(form);
 }
 
 function setUp(form) {
-  const kind = form.dataset.authForm;
-  const endpoint = ENDPOINTS[kind];
+  const endpoint = ENDPOINTS[form.dataset.authForm];
   const formError = document.getElementById("form-error");
   const submit = form.querySelector('button[type="submit"]');
   const idleLabel = submit.textContent;
@@ -48,42 +54,22 @@ function setUp(form) {
     }
 
     setBusy(true);
-    let response;
     try {
-      response = await fetch(endpoint.url, {
-        method: "POST",
-        credentials: "same-origin",
-        headers: {
-          "Content-Type": "application/json",
-          Accept: "application/json",
-          // Keep the refresh token out of the JSON: it lives only in the
-          // httpOnly cookie, where no script (ours included) can read it.
-          "X-Confab-Refresh-Transport": "cookie",
-        },
-        body: JSON.stringify(body),
-      });
-    } catch {
+      await postCredentials(endpoint.url, body, FORM_MESSAGES);
+    } catch (error) {
       setBusy(false);
-      showFormError(NETWORK_ERROR);
+      const input = error.field ? fieldInput(error.field) : null;
+      if (input) {
+        setFieldError(input, error.message);
+        input.focus();
+      }
+      // The summary repeats the message: screen readers announce the alert,
+      // and a long form may have the field scrolled out of view.
+      showFormError(error.message);
       return;
     }
-
-    if (response.ok) {
-      // Keep the button busy: the next page is loading.
-      location.assign("/app");
-      return;
-    }
-
-    setBusy(false);
-    const error = await readError(response);
-    const input = error.field ? fieldInput(error.field) : null;
-    if (input) {
-      setFieldError(input, error.message);
-      input.focus();
-    }
-    // The summary repeats the message: screen readers announce the alert,
-    // and a long form may have the field scrolled out of view.
-    showFormError(error.message);
+    // Keep the button busy: the next page is loading.
+    location.assign("/app");
   });
 
   function setBusy(on) {
@@ -127,23 +113,4 @@ function setUp(form) {
     formError.hidden = true;
     for (const input of form.querySelectorAll("input[data-field]")) setFieldError(input, null);
   }
-}
-
-// Every Confab API error is `{"error":{"code","message","field"?}}`; anything
-// else (a proxy page, an empty body) gets a generic message by status.
-async function readError(response) {
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    // Not JSON: fall through to the generic message.
-  }
-  const error = data && typeof data.error === "object" && data.error ? data.error : {};
-  let message = typeof error.message === "string" && error.message ? error.message : null;
-  if (!message) {
-    if (response.status === 429) message = "Too many attempts. Please wait a moment and try again.";
-    else if (response.status >= 500) message = UNEXPECTED_ERROR;
-    else message = "That didn't work. Please check the form and try again.";
-  }
-  return { code: error.code || null, field: error.field || null, message };
 }

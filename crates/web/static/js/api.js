@@ -1,0 +1,229 @@
+// The API client every page shares: one way to call Confab over HTTP, read
+// its errors, and hold the signed-in session.
+//
+// - Every Confab error body is `{"error":{"code","message","field"?}}`;
+//   anything else (a proxy page, an empty body, a dropped connection) becomes
+//   an ApiError with a sentence a person can act on.
+// - The access token lives only in a variable of this module. The refresh
+//   token is an httpOnly cookie no script can read (the
+//   `X-Confab-Refresh-Transport: cookie` header keeps it out of every JSON
+//   body); we trade it for a new access token at boot and shortly before each
+//   expiry. Nothing is written to localStorage, sessionStorage or
+//   document.cookie.
+// - Other modules learn about the session through `on("user" | "token" |
+//   "leave", fn)`, so this module imports none of them (the socket, for one,
+//   depends on it, never the other way).
+
+/** Fallback sentences by failure kind, for responses that carry no message
+ *  of their own. Pages with different wording (the sign-up form) pass their
+ *  own set. */
+export const MESSAGES = {
+  network: "We couldn't reach Confab. Check your connection.",
+  server: "Something went wrong on our side. Please try again.",
+  client: "That request didn't work. Please try again.",
+  tooMany: null,
+};
+
+export class ApiError extends Error {
+  constructor(status, error) {
+    super(error.message);
+    this.status = status;
+    this.code = error.code || null;
+    this.field = error.field || null;
+  }
+}
+
+/** Read a Confab API error body, tolerating anything else a proxy or a crash
+ *  might produce. */
+export async function readError(response, messages = MESSAGES) {
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    // Not JSON: fall through to the generic message.
+  }
+  const e = data && data.error && typeof data.error === "object" ? data.error : {};
+  let message = typeof e.message === "string" && e.message ? e.message : null;
+  if (!message) {
+    if (response.status === 429 && messages.tooMany) message = messages.tooMany;
+    else if (response.status >= 500) message = messages.server;
+    else message = messages.client;
+  }
+  return { code: e.code || null, field: e.field || null, message };
+}
+
+/** One fetch to this origin with JSON in and out. Resolves with the Response
+ *  whatever its status; a network failure is an ApiError with status 0. */
+export async function request(path, { method = "GET", body, token, headers = {}, messages = MESSAGES } = {}) {
+  const h = { Accept: "application/json", ...headers };
+  if (token) h.Authorization = `Bearer ${token}`;
+  if (body !== undefined) h["Content-Type"] = "application/json";
+  try {
+    return await fetch(path, {
+      method,
+      headers: h,
+      credentials: "same-origin",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, { message: messages.network });
+  }
+}
+
+/** Asks auth to set the refresh token only as the httpOnly cookie. */
+const COOKIE_TRANSPORT = { "X-Confab-Refresh-Transport": "cookie" };
+
+/** Sign up or log in: post the form's fields. On success auth has set the
+ *  refresh cookie and there is nothing to read; otherwise throws ApiError
+ *  (with `field` when one input is to blame). */
+export async function postCredentials(path, body, messages = MESSAGES) {
+  const response = await request(path, { method: "POST", body, headers: COOKIE_TRANSPORT, messages });
+  if (!response.ok) throw new ApiError(response.status, await readError(response, messages));
+}
+
+// ---------------------------------------------------------------------------
+// The session: the access token, kept in memory and refreshed before expiry
+// ---------------------------------------------------------------------------
+
+export const session = {
+  token: null,
+  expiresAt: 0, // ms since epoch
+  user: null,
+  timer: 0,
+  inFlight: null,
+};
+
+const listeners = { user: [], token: [], leave: [] };
+
+/** Subscribe to the session: "user" (a profile arrived), "token" (a new
+ *  access token), "leave" (the page is navigating to the login page). */
+export function on(event, fn) {
+  listeners[event].push(fn);
+}
+
+function emit(event, value) {
+  for (const fn of listeners[event]) fn(value);
+}
+
+/** Set once the page is navigating away (logout, session gone); the socket
+ *  checks it so it does not reconnect in the meantime. */
+let leaving = false;
+export const isLeaving = () => leaving;
+
+/** Go to the login page. Returns a promise that never settles, so callers can
+ *  `await` it and nothing after runs while the browser navigates. */
+export function goToLogin() {
+  if (!leaving) {
+    leaving = true;
+    emit("leave", "leaving");
+    location.assign("/login");
+  }
+  return new Promise(() => {});
+}
+
+/** Trade the refresh cookie for a fresh access token.
+ *
+ *  Refreshes are serialised: one in flight per tab (callers share its
+ *  promise), and, where the browser supports Web Locks, one at a time across
+ *  tabs. The refresh token rotates on every use, so two concurrent refreshes
+ *  would race on the same cookie; queued, the second simply spends the token
+ *  the first one received. */
+export function refreshToken() {
+  if (!session.inFlight) {
+    const run = () => doRefresh();
+    const p = navigator.locks ? navigator.locks.request("confab-token-refresh", run) : run();
+    session.inFlight = p.finally(() => {
+      session.inFlight = null;
+    });
+  }
+  return session.inFlight;
+}
+
+async function doRefresh() {
+  const response = await request("/v1/auth/refresh", { method: "POST", body: {}, headers: COOKIE_TRANSPORT });
+  if (response.status === 401 || response.status === 403) return goToLogin();
+  if (!response.ok) throw new ApiError(response.status, await readError(response));
+
+  const data = await response.json();
+  session.token = data.access_token;
+  const expiresIn = Number(data.expires_in) || 60;
+  session.expiresAt = Date.now() + expiresIn * 1000;
+  if (data.user) {
+    session.user = data.user;
+    emit("user", data.user);
+  }
+  scheduleRefresh(expiresIn);
+  // A socket that is already authenticated hands the new token on before the
+  // old one lapses (else the server closes it with 4001).
+  emit("token", session.token);
+  return session.token;
+}
+
+/** Refresh about a minute before expiry; for short-lived tokens (tests use
+ *  seconds) at 80 % of their life instead. max(0.8·e, e − 60) is exactly
+ *  that: it picks "60 s before" once the token lives longer than 5 minutes. */
+function scheduleRefresh(expiresIn) {
+  clearTimeout(session.timer);
+  const delay = Math.max(1000, Math.max(expiresIn * 0.8, expiresIn - 60) * 1000);
+  session.timer = setTimeout(refreshInBackground, delay);
+  watchVisibility();
+}
+
+function refreshInBackground() {
+  refreshToken().catch(() => {
+    // Transient (network, 5xx): try again soon. A 401 already navigated away.
+    clearTimeout(session.timer);
+    session.timer = setTimeout(refreshInBackground, 5000);
+  });
+}
+
+let watchingVisibility = false;
+/** Background tabs throttle timers and laptops sleep; when the page comes
+ *  back, make sure the token is not about to lapse. */
+function watchVisibility() {
+  if (watchingVisibility) return;
+  watchingVisibility = true;
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && session.token && session.expiresAt - Date.now() < 30_000) {
+      refreshInBackground();
+    }
+  });
+}
+
+/** Call the API with the access token and return its JSON (null for 204). A
+ *  401 means the token expired under us (sleep, clock skew): refresh once and
+ *  retry. */
+export async function api(path, { method = "GET", body } = {}, retried = false) {
+  const response = await request(path, { method, body, token: session.token });
+  if (response.status === 401 && !retried) {
+    await refreshToken();
+    return api(path, { method, body }, true);
+  }
+  if (!response.ok) throw new ApiError(response.status, await readError(response));
+  if (response.status === 204) return null;
+  return response.json();
+}
+
+/** End the session on the server and go to the login page. */
+export async function logout(button) {
+  if (button) {
+    button.disabled = true;
+    button.setAttribute("aria-busy", "true");
+  }
+  leaving = true;
+  const call = () => request("/v1/auth/logout", { method: "POST", body: {}, token: session.token });
+  try {
+    let response = await call();
+    // An expired access token must not leave the session alive on the server.
+    if (response.status === 401) {
+      leaving = false;
+      await refreshToken();
+      leaving = true;
+      response = await call();
+    }
+  } catch {
+    // Offline: the cookie is still cleared locally by leaving; nothing else to do.
+  }
+  emit("leave", "logged out");
+  location.assign("/login");
+}

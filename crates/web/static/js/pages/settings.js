@@ -1,0 +1,27 @@
+// The settings page: the account card and "log out of this device".
+// Sessions, plan and export get their own modules and sections here.
+
+import { api, logout, on, refreshToken } from "../api.js";
+import { showUser } from "../account.js";
+import { showBanner } from "../banners.js";
+import { $ } from "../util.js";
+
+async function boot() {
+  $("logout").addEventListener("click", (event) => logout(event.currentTarget));
+  on("user", showUser);
+  try {
+    await refreshToken();
+    const me = await api("/v1/auth/me");
+    const user = (me && me.user) || me;
+    if (user) showUser(user);
+  } catch (e) {
+    showBanner({
+      key: "settings",
+      kind: "error",
+      testid: "settings-error",
+      text: `Couldn't load your account. ${e.message}`,
+    });
+  }
+}
+
+boot();

@@ -1,0 +1,17 @@
+// Small helpers every module may use. No state, no side effects on import.
+
+export const $ = (id) => document.getElementById(id);
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Ids for client messages. crypto.randomUUID only exists in secure contexts
+ *  (https or localhost); a self-hosted box reached over plain http on a LAN is
+ *  not one, so fall back to getRandomValues, which exists everywhere. */
+export function uuid() {
+  if (globalThis.crypto && typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
