@@ -367,7 +367,16 @@ importantThing();
     }
 
     #[test]
-    fn the_embedded_modules_import_only_each_other() {
+    fn the_embedded_modules_import_only_each_other_and_never_in_a_loop() {
         check_modules().unwrap();
+        let graph = GRAPH.as_ref().unwrap();
+        for (module, deps) in graph {
+            for dep in deps {
+                assert!(
+                    !graph[dep].contains(module),
+                    "{module} imports {dep}, which imports {module} back"
+                );
+            }
+        }
     }
 }
