@@ -33,6 +33,10 @@ pub enum Error {
     },
     #[error("malformed request: {0}")]
     Malformed(String),
+    /// Only a failed reply, or a question whose reply never started, can be
+    /// retried (one good reply per question).
+    #[error("Only a failed reply (or a question whose reply never started) can be retried.")]
+    NotRetryable,
     /// A browser on another site tried to open the chat socket.
     #[error("This origin may not open a chat socket.")]
     OriginNotAllowed,
@@ -74,6 +78,7 @@ impl Error {
             Error::TooLarge { code, .. } => code,
             Error::Invalid { code, .. } => code,
             Error::Malformed(_) => "malformed_request",
+            Error::NotRetryable => "not_retryable",
             Error::OriginNotAllowed => "origin_not_allowed",
             Error::MethodNotAllowed => "method_not_allowed",
             Error::Infra(_) => "internal",
@@ -88,7 +93,7 @@ impl Error {
             }
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Invalid { .. } | Error::NotRetryable => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Malformed(_) => StatusCode::BAD_REQUEST,
             Error::OriginNotAllowed => StatusCode::FORBIDDEN,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

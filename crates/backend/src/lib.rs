@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod chat;
 pub mod deletion;
+pub mod domain;
 pub mod error;
 pub mod events;
 pub mod export;

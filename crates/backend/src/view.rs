@@ -1,7 +1,11 @@
 //! How the backend's values look to clients, the same over the HTTP API and
 //! the chat socket: `http/` and `ws/` both serialise these.
 
-use crate::{markdown, store::messages::Message};
+use crate::{
+    domain::{ClientMsgId, Role, Status},
+    markdown,
+    store::messages::Message,
+};
 use chrono::{DateTime, Utc};
 use confab_core::ids::{MessageId, ThreadId};
 use serde::Serialize;
@@ -11,15 +15,15 @@ use serde::Serialize;
 pub struct MessageView {
     pub id: MessageId,
     pub thread_id: ThreadId,
-    pub role: String,
+    pub role: Role,
     pub content: String,
     /// Sanitised HTML of an assistant reply (absent while streaming).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub html: Option<String>,
-    pub status: String,
+    pub status: Status,
     pub seq: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_msg_id: Option<String>,
+    pub client_msg_id: Option<ClientMsgId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorView>,
     pub created_at: DateTime<Utc>,
@@ -34,7 +38,7 @@ pub struct ErrorView {
 
 impl From<Message> for MessageView {
     fn from(m: Message) -> Self {
-        let html = (m.role == "assistant" && m.status != "streaming")
+        let html = (m.role == Role::Assistant && m.status != Status::Streaming)
             .then(|| markdown::render(&m.content));
         let error = m.error_code.map(|code| ErrorView {
             code,

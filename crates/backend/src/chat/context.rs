@@ -6,6 +6,7 @@
 use super::Chat;
 use crate::{
     agent::{ChatMessage, Role},
+    domain,
     error::Error,
     store::{self, messages::Message},
 };
@@ -39,10 +40,9 @@ fn within_budget(newest_first: Vec<Message>, mut budget: usize) -> Vec<ChatMessa
             break;
         }
         budget = budget.saturating_sub(len);
-        let role = if m.role == "user" {
-            Role::User
-        } else {
-            Role::Assistant
+        let role = match m.role {
+            domain::Role::User => Role::User,
+            domain::Role::Assistant => Role::Assistant,
         };
         picked.push(ChatMessage {
             role,
@@ -60,7 +60,7 @@ fn within_budget(newest_first: Vec<Message>, mut budget: usize) -> Vec<ChatMessa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::tests::message;
+    use crate::{chat::tests::message, domain::Status::Complete};
 
     fn contents(picked: &[ChatMessage]) -> Vec<(Role, &str)> {
         picked
@@ -72,9 +72,9 @@ mod tests {
     #[test]
     fn newest_messages_are_kept_within_the_budget_oldest_first() {
         let newest_first = vec![
-            message("assistant", "complete", "cccc"),
-            message("user", "complete", "bbbb"),
-            message("user", "complete", "aaaa"),
+            message(domain::Role::Assistant, Complete, "cccc"),
+            message(domain::Role::User, Complete, "bbbb"),
+            message(domain::Role::User, Complete, "aaaa"),
         ];
         let picked = within_budget(newest_first, 9);
         assert_eq!(
@@ -90,7 +90,7 @@ mod tests {
     #[test]
     fn the_latest_message_is_included_however_long() {
         let long = "x".repeat(100);
-        let picked = within_budget(vec![message("user", "complete", &long)], 10);
+        let picked = within_budget(vec![message(domain::Role::User, Complete, &long)], 10);
         assert_eq!(
             contents(&picked),
             vec![(Role::System, SYSTEM_PROMPT), (Role::User, long.as_str())]

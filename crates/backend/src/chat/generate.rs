@@ -7,9 +7,10 @@
 //! Every outcome, our own failures included, ends the row: a reply left
 //! `streaming` would spin in every client.
 
-use super::{retry::not_retryable, Chat, ChatEvent, Piece};
+use super::{Chat, ChatEvent, Piece};
 use crate::{
     agent::{ChatMessage, ProviderError, TokenStream},
+    domain::{Role, Status},
     error::Error,
     store::{self, messages::NewMessage},
 };
@@ -53,9 +54,9 @@ impl Chat {
         let started = confab_core::clock::instant();
         let (id, seq) = match self.insert_reply(user, thread, question).await {
             Ok(v) => v,
-            Err(e) if e.code() == "not_retryable" => {
+            Err(e @ Error::NotRetryable) => {
                 let message = e.public_message();
-                self.publish_failed(user, thread, None, "not_retryable", &message, false)
+                self.publish_failed(user, thread, None, e.code(), &message, false)
                     .await;
                 return Ok(());
             }
@@ -141,9 +142,9 @@ impl Chat {
                 id: MessageId::new(),
                 thread_id: thread,
                 user_id: user,
-                role: "assistant",
+                role: Role::Assistant,
                 content: "",
-                status: "streaming",
+                status: Status::Streaming,
                 seq,
                 client_msg_id: None,
                 reply_to: Some(question),
@@ -158,7 +159,7 @@ impl Chat {
                 Ok((reply.id, seq))
             }
             Err(e) if store::is_unique_violation(&e, "messages_one_good_reply") => {
-                Err(not_retryable())
+                Err(Error::NotRetryable)
             }
             Err(e) => Err(e.into()),
         }

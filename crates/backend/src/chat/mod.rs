@@ -97,17 +97,20 @@ impl Chat {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use crate::store::messages::Message;
+    use crate::{
+        domain::{Role, Status},
+        store::messages::Message,
+    };
     use confab_core::ids::{MessageId, ThreadId};
 
     /// A stored message with the given role, status and content.
-    pub(crate) fn message(role: &str, status: &str, content: &str) -> Message {
+    pub(crate) fn message(role: Role, status: Status, content: &str) -> Message {
         Message {
             id: MessageId::new(),
             thread_id: ThreadId::new(),
-            role: role.into(),
+            role,
             content: content.into(),
-            status: status.into(),
+            status,
             seq: 1,
             client_msg_id: None,
             reply_to: None,

@@ -4,7 +4,7 @@
 //! live stream. Pieces that arrive later reach it live through the hub.
 
 use super::{Chat, ChatEvent, Piece};
-use crate::{error::Error, store};
+use crate::{domain::Status, error::Error, store};
 use confab_core::ids::{ThreadId, UserId};
 
 /// At most this many messages per resume; a client far behind asks again.
@@ -26,7 +26,7 @@ impl Chat {
             store::messages::list_after(&self.inner.db, thread, after_seq, RESUME_LIMIT).await?;
         let mut events = Vec::with_capacity(rows.len());
         for m in rows {
-            let streaming = m.status == "streaming";
+            let streaming = m.status == Status::Streaming;
             let (id, seq) = (m.id, m.seq);
             events.push(ChatEvent::Stored { message: m });
             if streaming {

@@ -5,7 +5,12 @@
 //! written or after one was.
 
 use super::Chat;
-use crate::{error::Error, store, store::messages::Message};
+use crate::{
+    domain::{Role, Status},
+    error::Error,
+    store,
+    store::messages::Message,
+};
 use confab_core::ids::{MessageId, UserId};
 
 impl Chat {
@@ -15,9 +20,9 @@ impl Chat {
         let m = store::messages::get(&self.inner.db, user, id)
             .await?
             .ok_or(Error::NotFound("That message does not exist."))?;
-        let question = question_to_answer(&m).ok_or_else(not_retryable)?;
+        let question = question_to_answer(&m).ok_or(Error::NotRetryable)?;
         if store::messages::has_live_or_complete_reply(&self.inner.db, question).await? {
-            return Err(not_retryable());
+            return Err(Error::NotRetryable);
         }
         self.start_reply(user, m.thread_id, question);
         Ok(())
@@ -26,19 +31,11 @@ impl Chat {
 
 /// The question a retry of `m` answers, if `m` may be retried at all.
 fn question_to_answer(m: &Message) -> Option<MessageId> {
-    match (m.role.as_str(), m.status.as_str(), m.reply_to) {
-        ("assistant", "failed", Some(q)) => Some(q),
-        ("user", _, _) => Some(m.id),
+    match (m.role, m.status, m.reply_to) {
+        (Role::Assistant, Status::Failed, Some(q)) => Some(q),
+        (Role::User, _, _) => Some(m.id),
         _ => None,
     }
-}
-
-pub(super) fn not_retryable() -> Error {
-    Error::invalid(
-        "not_retryable",
-        None,
-        "Only a failed reply (or a question whose reply never started) can be retried.",
-    )
 }
 
 #[cfg(test)]
@@ -49,23 +46,23 @@ mod tests {
     #[test]
     fn a_failed_reply_retries_its_question() {
         let q = MessageId::new();
-        let mut failed = message("assistant", "failed", "partial");
+        let mut failed = message(Role::Assistant, Status::Failed, "partial");
         failed.reply_to = Some(q);
         assert_eq!(question_to_answer(&failed), Some(q));
     }
 
     #[test]
     fn a_question_retries_itself_whatever_its_state() {
-        let question = message("user", "complete", "hi");
+        let question = message(Role::User, Status::Complete, "hi");
         assert_eq!(question_to_answer(&question), Some(question.id));
     }
 
     #[test]
     fn good_or_running_replies_are_not_retryable() {
-        for status in ["complete", "streaming"] {
-            let mut reply = message("assistant", status, "text");
+        for status in [Status::Complete, Status::Streaming] {
+            let mut reply = message(Role::Assistant, status, "text");
             reply.reply_to = Some(MessageId::new());
-            assert_eq!(question_to_answer(&reply), None, "{status}");
+            assert_eq!(question_to_answer(&reply), None, "{status:?}");
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use super::{Chat, ChatEvent};
 use crate::{
+    domain::{ClientMsgId, MessageText, Role, Status, ThreadTitle},
     error::Error,
     store::{self, messages::NewMessage},
 };
@@ -37,9 +38,9 @@ impl Chat {
     pub async fn send(
         &self,
         user: UserId,
-        client_msg_id: &str,
+        client_msg_id: &ClientMsgId,
         thread_id: Option<ThreadId>,
-        text: &str,
+        text: &MessageText,
     ) -> Result<Sent, Error> {
         let db = &self.inner.db;
         if let Some(m) = store::messages::by_client_id(db, user, client_msg_id).await? {
@@ -56,8 +57,13 @@ impl Chat {
                 let ws = store::profiles::default_workspace(&mut *tx, user)
                     .await?
                     .ok_or(Error::NotFound("Your workspace is missing."))?;
-                store::threads::create(&mut *tx, user, ws.id, &store::threads::title_from(text))
-                    .await?
+                store::threads::create(
+                    &mut *tx,
+                    user,
+                    ws.id,
+                    &ThreadTitle::from_first_message(text),
+                )
+                .await?
             }
         };
         let seq = store::threads::next_seq(&mut tx, thread.id).await?;
@@ -67,9 +73,9 @@ impl Chat {
                 id: MessageId::new(),
                 thread_id: thread.id,
                 user_id: user,
-                role: "user",
-                content: text,
-                status: "complete",
+                role: Role::User,
+                content: text.as_str(),
+                status: Status::Complete,
                 seq,
                 client_msg_id: Some(client_msg_id),
                 reply_to: None,

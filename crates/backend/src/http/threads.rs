@@ -1,7 +1,7 @@
 //! Profile, threads and message history.
 
 use super::AuthUser;
-use crate::{error::Error, store, view::MessageView, AppState};
+use crate::{domain::ThreadTitle, error::Error, store, view::MessageView, AppState};
 use axum::{
     extract::{Path, Query, State},
     http::StatusCode,
@@ -44,19 +44,11 @@ pub async fn create(
     user: AuthUser,
     Json(body): Json<NewThread>,
 ) -> Result<impl IntoResponse, Error> {
-    let title = body.title.as_deref().map(str::trim).unwrap_or("");
-    if title.chars().count() > 200 {
-        return Err(Error::invalid(
-            "invalid_title",
-            Some("title"),
-            "The title is longer than 200 characters.",
-        ));
-    }
-    let title = if title.is_empty() { "New chat" } else { title };
+    let title = ThreadTitle::parse(body.title.as_deref())?;
     let ws = store::profiles::default_workspace(&state.db, user.id)
         .await?
         .ok_or(Error::NotFound("Your workspace is missing."))?;
-    let thread = store::threads::create(&state.db, user.id, ws.id, title).await?;
+    let thread = store::threads::create(&state.db, user.id, ws.id, &title).await?;
     Ok((StatusCode::CREATED, Json(json!({ "thread": thread }))))
 }
 

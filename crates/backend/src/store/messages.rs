@@ -2,6 +2,7 @@
 //! transaction; an assistant reply is inserted as `streaming` when generation
 //! starts and completed (or failed) in one statement when it ends.
 
+use crate::domain::{ClientMsgId, Role, Status};
 use chrono::{DateTime, Utc};
 use confab_core::ids::{MessageId, ThreadId, UserId};
 use serde::{Deserialize, Serialize};
@@ -11,11 +12,11 @@ use sqlx::{PgExecutor, PgPool};
 pub struct Message {
     pub id: MessageId,
     pub thread_id: ThreadId,
-    pub role: String,
+    pub role: Role,
     pub content: String,
-    pub status: String,
+    pub status: Status,
     pub seq: i64,
-    pub client_msg_id: Option<String>,
+    pub client_msg_id: Option<ClientMsgId>,
     pub reply_to: Option<MessageId>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
@@ -27,7 +28,7 @@ const COLUMNS: &str = "id, thread_id, role, content, status, seq, client_msg_id,
 pub async fn by_client_id<'e>(
     db: impl PgExecutor<'e>,
     user: UserId,
-    client_msg_id: &str,
+    client_msg_id: &ClientMsgId,
 ) -> Result<Option<Message>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM messages WHERE user_id = $1 AND client_msg_id = $2"
@@ -56,11 +57,11 @@ pub struct NewMessage<'a> {
     pub id: MessageId,
     pub thread_id: ThreadId,
     pub user_id: UserId,
-    pub role: &'a str,
+    pub role: Role,
     pub content: &'a str,
-    pub status: &'a str,
+    pub status: Status,
     pub seq: i64,
-    pub client_msg_id: Option<&'a str>,
+    pub client_msg_id: Option<&'a ClientMsgId>,
     pub reply_to: Option<MessageId>,
     /// The model and provider writing a reply (`None` for user messages).
     pub model: Option<&'a str>,

@@ -1,5 +1,6 @@
 //! Threads: listing, creation, and handing out sequence numbers.
 
+use crate::domain::ThreadTitle;
 use chrono::{DateTime, Utc};
 use confab_core::ids::{ThreadId, UserId, WorkspaceId};
 use serde::Serialize;
@@ -48,7 +49,7 @@ pub async fn create<'e>(
     db: impl PgExecutor<'e>,
     user: UserId,
     workspace: WorkspaceId,
-    title: &str,
+    title: &ThreadTitle,
 ) -> Result<Thread, sqlx::Error> {
     sqlx::query_as(&format!(
         "INSERT INTO threads (id, workspace_id, user_id, title) VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
@@ -56,7 +57,7 @@ pub async fn create<'e>(
     .bind(ThreadId::new())
     .bind(workspace)
     .bind(user)
-    .bind(title)
+    .bind(title.as_str())
     .fetch_one(db)
     .await
 }
@@ -88,28 +89,4 @@ pub async fn next_seq(conn: &mut PgConnection, id: ThreadId) -> Result<i64, sqlx
     .bind(id)
     .fetch_one(conn)
     .await
-}
-
-/// A title from the first message: its first line, at most 60 characters.
-pub fn title_from(text: &str) -> String {
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("New chat");
-    let mut title: String = line.chars().take(60).collect();
-    if line.chars().count() > 60 {
-        title.push('…');
-    }
-    title
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn title_is_first_line_truncated() {
-        assert_eq!(super::title_from("\n  hello there\nsecond"), "hello there");
-        let long = "x".repeat(100);
-        assert_eq!(super::title_from(&long).chars().count(), 61);
-    }
 }

@@ -5,7 +5,11 @@ use super::{
     protocol::{ClientFrame, ServerFrame, CLIENT_TYPES},
     session::Ctx,
 };
-use crate::{error::Error, identity, AppState};
+use crate::{
+    domain::{ClientMsgId, MessageText},
+    error::Error,
+    identity, AppState,
+};
 use confab_core::{ids::ThreadId, tokens::Claims};
 
 /// Handle one client frame; returns the frames to send back directly.
@@ -135,32 +139,16 @@ async fn send_message(
     thread_id: Option<ThreadId>,
     text: String,
 ) -> Vec<ServerFrame> {
-    let id_ok = !client_msg_id.is_empty()
-        && client_msg_id.chars().count() <= 128
-        && !client_msg_id.chars().any(char::is_control);
-    if !id_ok {
-        return vec![ServerFrame::error(
-            "invalid_message",
-            "client_msg_id must be 1–128 printable characters.",
-            false,
-        )];
-    }
-    let fail = |code: &str, message: String| {
-        vec![with_client_id(
-            ServerFrame::error(code, message, false),
-            Some(client_msg_id.clone()),
-        )]
+    // Parsed once here; the chat domain only ever sees valid values. An id
+    // that is not one cannot be echoed back.
+    let client_msg_id = match ClientMsgId::parse(client_msg_id) {
+        Ok(id) => id,
+        Err(e) => return vec![error_frame(&e, None)],
     };
-    if text.trim().is_empty() {
-        return fail("invalid_message", "The message is empty.".into());
-    }
-    let max = state.config.max_message_chars;
-    if text.chars().count() > max {
-        return fail(
-            "message_too_long",
-            format!("The message is longer than {max} characters; shorten it or split it up."),
-        );
-    }
+    let text = match MessageText::parse(text, state.config.max_message_chars) {
+        Ok(t) => t,
+        Err(e) => return vec![error_frame(&e, Some(client_msg_id.into_inner()))],
+    };
     // The ack is returned here and written before the session loop reads
     // the hub again, so on this socket it always precedes the stored message
     // and the reply's pieces, which arrive through the hub.
@@ -170,12 +158,12 @@ async fn send_message(
         .await
     {
         Ok(sent) => vec![ServerFrame::Ack {
-            client_msg_id,
+            client_msg_id: client_msg_id.into_inner(),
             thread_id: sent.thread_id,
             message_id: sent.message_id,
             seq: sent.seq,
             duplicate: sent.duplicate,
         }],
-        Err(e) => vec![error_frame(&e, Some(client_msg_id))],
+        Err(e) => vec![error_frame(&e, Some(client_msg_id.into_inner()))],
     }
 }

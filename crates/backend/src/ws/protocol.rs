@@ -168,6 +168,7 @@ impl From<ChatEvent> for ServerFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Role, Status};
     use serde_json::{json, Value};
 
     fn frame_of(event: ChatEvent) -> Value {
@@ -213,7 +214,7 @@ mod tests {
 
     #[test]
     fn deltas_and_stored_messages_keep_their_frames() {
-        let m = crate::chat::tests::message("user", "complete", "hello");
+        let m = crate::chat::tests::message(Role::User, Status::Complete, "hello");
         let v = frame_of(ChatEvent::Stored { message: m.clone() });
         assert_eq!(v["type"], "message");
         assert_eq!(v["message"]["id"], m.id.to_string());
@@ -237,7 +238,7 @@ mod tests {
 
     #[test]
     fn chat_events_survive_the_trip_between_instances() {
-        let m = crate::chat::tests::message("assistant", "streaming", "");
+        let m = crate::chat::tests::message(Role::Assistant, Status::Streaming, "");
         let event = ChatEvent::Stored { message: m };
         let wire = serde_json::to_string(&event).unwrap();
         assert_eq!(serde_json::from_str::<ChatEvent>(&wire).unwrap(), event);
