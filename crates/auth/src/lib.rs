@@ -65,6 +65,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// The refresh-token rules these settings describe.
+    pub fn refresh_policy(&self) -> domain::RefreshPolicy {
+        domain::RefreshPolicy {
+            ttl: self.refresh_token_ttl,
+            grace: self.refresh_grace,
+        }
+    }
+
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
         let common = Common::load(env, "CONFAB_AUTH_PORT", 8001)?;
         let database_url = database_url(env, "CONFAB_AUTH_DATABASE_URL", "auth")?;

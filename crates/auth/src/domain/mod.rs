@@ -5,11 +5,13 @@
 mod display_name;
 mod email;
 mod password;
+mod refresh_policy;
 mod refresh_token;
 mod signing_key;
 
 pub use display_name::DisplayName;
 pub use email::Email;
 pub use password::{Argon2Settings, Password, PasswordHasher};
+pub use refresh_policy::{PresentedState, Refresh, RefreshPolicy};
 pub use refresh_token::RefreshSecret;
 pub use signing_key::NewSigningKey;

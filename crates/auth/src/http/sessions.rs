@@ -4,7 +4,11 @@ use super::{
     clear_refresh_cookie, extractor::verified_claims, token_response, ApiContext, UserBody,
     REFRESH_COOKIE,
 };
-use crate::{domain::RefreshSecret, error::Error, store};
+use crate::{
+    domain::{PresentedState, Refresh, RefreshSecret},
+    error::Error,
+    store,
+};
 use axum::{
     body::Bytes,
     extract::State,
@@ -55,17 +59,10 @@ pub(super) async fn open_session(
         session_id,
         &secret,
         now,
-        refresh_expiry(ctx, now),
+        ctx.config.refresh_policy().expiry(now),
     )
     .await?;
     Ok((session_id, secret))
-}
-
-fn refresh_expiry(ctx: &ApiContext, now: DateTime<Utc>) -> DateTime<Utc> {
-    let ttl =
-        chrono::Duration::from_std(ctx.config.refresh_token_ttl).unwrap_or(chrono::Duration::MAX);
-    now.checked_add_signed(ttl)
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// The body is optional: browsers send nothing and rely on the cookie;
@@ -102,26 +99,22 @@ async fn refresh(
     // Read the clock after the lock: a concurrent refresh of this token may
     // have held it, and its `used_at` is what we compare against.
     let now = Utc::now();
-    if token.session_revoked_at.is_some() {
-        return Err(Error::SessionRevoked);
-    }
-    if token.expires_at <= now {
-        return Err(Error::InvalidRefreshToken(EXPIRED_REFRESH_TOKEN));
-    }
-
-    match token.used_at {
-        None => {}
-        // Two tabs (or a retry after a lost response) presented the same
-        // token moments apart: the later one gets its own fresh pair in the
-        // same session rather than logging the user out.
-        Some(used_at) if now - used_at <= grace(&ctx) => {
+    let state = PresentedState {
+        expires_at: token.expires_at,
+        used_at: token.used_at,
+        session_revoked: token.session_revoked_at.is_some(),
+    };
+    let policy = ctx.config.refresh_policy();
+    let decision = policy.decide(&state, now);
+    match decision {
+        Refresh::SessionRevoked => return Err(Error::SessionRevoked),
+        Refresh::Expired => return Err(Error::InvalidRefreshToken(EXPIRED_REFRESH_TOKEN)),
+        Refresh::Rotate => {}
+        Refresh::WithinGrace => {
             tracing::info!(session_id = %token.session_id, "refresh token reused within the grace window");
             metrics::counter!("auth_refresh_total", "outcome" => "grace").increment(1);
         }
-        // A rotated token came back later: either it was stolen or the
-        // thief already rotated it. We cannot tell the two holders apart, so
-        // the session ends for both (RFC 9700 §4.14.2).
-        Some(_) => {
+        Refresh::ReuseDetected => {
             let revoked = store::sessions::revoke(&mut *tx, token.session_id, now).await?;
             if let Some(user_id) = revoked {
                 insert_revoked_event(&mut tx, user_id, token.session_id).await?;
@@ -149,10 +142,10 @@ async fn refresh(
         token.session_id,
         &successor,
         now,
-        refresh_expiry(&ctx, now),
+        policy.expiry(now),
     )
     .await?;
-    if token.used_at.is_none() {
+    if decision == Refresh::Rotate {
         store::refresh_tokens::mark_used(&mut *tx, token.id, successor_id, now).await?;
         metrics::counter!("auth_refresh_total", "outcome" => "rotated").increment(1);
     }
@@ -173,10 +166,6 @@ async fn refresh(
         &successor,
         now,
     )
-}
-
-fn grace(ctx: &ApiContext) -> chrono::Duration {
-    chrono::Duration::from_std(ctx.config.refresh_grace).unwrap_or(chrono::Duration::zero())
 }
 
 /// Ends the session of the access token, or of the refresh cookie when the
