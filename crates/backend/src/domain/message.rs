@@ -31,6 +31,16 @@ pub enum Status {
     Failed,
 }
 
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Complete => "complete",
+            Status::Streaming => "streaming",
+            Status::Failed => "failed",
+        }
+    }
+}
+
 /// The id a client gives each message it sends, so a resend is recognised:
 /// 1–128 characters, none of them control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]

@@ -7,26 +7,47 @@ use crate::error::Error;
 pub struct ThreadTitle(String);
 
 impl ThreadTitle {
-    const MAX_CHARS: usize = 200;
+    pub const MAX_CHARS: usize = 200;
     const DEFAULT: &'static str = "New chat";
+    const IMPORTED: &'static str = "Imported chat";
     /// How much of the first message a generated title keeps.
     const FROM_MESSAGE_CHARS: usize = 60;
 
-    /// A title a client chose (`POST /v1/threads`).
-    pub fn parse(raw: Option<&str>) -> Result<Self, Error> {
-        let title = raw.map(str::trim).unwrap_or("");
+    /// Trimmed; `Ok(None)` when blank; `Err(())` when too long.
+    fn bounded(raw: &str) -> Result<Option<Self>, ()> {
+        let title = raw.trim();
         if title.chars().count() > Self::MAX_CHARS {
-            return Err(Error::invalid(
-                "invalid_title",
-                Some("title"),
-                "The title is longer than 200 characters.",
-            ));
+            return Err(());
         }
-        Ok(Self(if title.is_empty() {
-            Self::DEFAULT.into()
-        } else {
-            title.into()
-        }))
+        Ok((!title.is_empty()).then(|| Self(title.into())))
+    }
+
+    fn too_long() -> Error {
+        Error::invalid(
+            "invalid_title",
+            Some("title"),
+            "The title is longer than 200 characters.",
+        )
+    }
+
+    /// The title of a new thread (`POST /v1/threads`): optional.
+    pub fn parse(raw: Option<&str>) -> Result<Self, Error> {
+        let title = Self::bounded(raw.unwrap_or("")).map_err(|()| Self::too_long())?;
+        Ok(title.unwrap_or_else(|| Self(Self::DEFAULT.into())))
+    }
+
+    /// A new title for an existing thread (`PATCH /v1/threads/{id}`): required.
+    pub fn parse_rename(raw: &str) -> Result<Self, Error> {
+        Self::bounded(raw)
+            .map_err(|()| Self::too_long())?
+            .ok_or_else(|| Error::invalid("invalid_title", Some("title"), "The title is empty."))
+    }
+
+    /// The title of an imported thread; `None` when it is too long (the
+    /// importer names the conversation in its error).
+    pub fn imported(raw: &str) -> Option<Self> {
+        let title = Self::bounded(raw).ok()?;
+        Some(title.unwrap_or_else(|| Self(Self::IMPORTED.into())))
     }
 
     /// The title of a thread started by sending a message: the message's
@@ -82,5 +103,24 @@ mod tests {
         assert!(ThreadTitle::parse(Some(&"x".repeat(200))).is_ok());
         let e = ThreadTitle::parse(Some(&"x".repeat(201))).unwrap_err();
         assert_eq!((e.code(), e.status().as_u16()), ("invalid_title", 422));
+    }
+
+    #[test]
+    fn a_new_name_is_required_and_bounded() {
+        assert_eq!(
+            ThreadTitle::parse_rename(" Trip ").unwrap().as_str(),
+            "Trip"
+        );
+        let e = ThreadTitle::parse_rename("  ").unwrap_err();
+        assert_eq!(e.public_message(), "The title is empty.");
+        let e = ThreadTitle::parse_rename(&"x".repeat(201)).unwrap_err();
+        assert_eq!(e.code(), "invalid_title");
+    }
+
+    #[test]
+    fn an_imported_title_defaults_and_is_bounded() {
+        assert_eq!(ThreadTitle::imported(" A ").unwrap().as_str(), "A");
+        assert_eq!(ThreadTitle::imported("").unwrap().as_str(), "Imported chat");
+        assert_eq!(ThreadTitle::imported(&"x".repeat(201)), None);
     }
 }

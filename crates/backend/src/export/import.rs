@@ -7,43 +7,19 @@
 //! twice) can only ever create new rows owned by the caller.
 
 use super::schema::{self, Document};
-use crate::error::Error;
-use chrono::{DateTime, Utc};
+use crate::{
+    domain::{Role, Status, ThreadTitle},
+    error::Error,
+    store::import::{NewMessage, NewThread},
+};
 use confab_core::ids::{MessageId, ThreadId};
 use std::collections::{HashMap, HashSet};
 
 /// Limits on one import, besides its size in bytes (`CONFAB_IMPORT_MAX_BYTES`).
 pub const MAX_THREADS: usize = 10_000;
 pub const MAX_MESSAGES: usize = 200_000;
-pub const MAX_TITLE_CHARS: usize = 200;
 /// Replies can be long; this only stops absurd values.
 pub const MAX_CONTENT_CHARS: usize = 1_000_000;
-
-/// A thread ready to insert: new ids, sequence numbers 1..n, references
-/// remapped.
-#[derive(Debug, Clone)]
-pub struct NewThread {
-    pub id: ThreadId,
-    pub title: String,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub messages: Vec<NewMessage>,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewMessage {
-    pub id: MessageId,
-    pub seq: i64,
-    pub role: &'static str,
-    pub status: &'static str,
-    pub content: String,
-    pub created_at: DateTime<Utc>,
-    pub reply_to: Option<MessageId>,
-    pub model: Option<String>,
-    pub provider: Option<String>,
-    pub error_code: Option<String>,
-    pub error_message: Option<String>,
-}
 
 fn bad(message: String) -> Error {
     Error::invalid("invalid_import", Some("file"), message)
@@ -110,27 +86,22 @@ fn too_many(message: String) -> Error {
 }
 
 fn plan_thread(i: usize, mut t: schema::Thread) -> Result<NewThread, Error> {
-    let title = t.title.trim().to_string();
-    if title.chars().count() > MAX_TITLE_CHARS {
-        return Err(bad(format!(
-            "Conversation {} has a title longer than {MAX_TITLE_CHARS} characters.",
-            i + 1
-        )));
-    }
-    let title = if title.is_empty() {
-        "Imported chat".to_string()
-    } else {
-        title
-    };
+    let title = ThreadTitle::imported(&t.title).ok_or_else(|| {
+        bad(format!(
+            "Conversation {} has a title longer than {} characters.",
+            i + 1,
+            ThreadTitle::MAX_CHARS
+        ))
+    })?;
     t.messages.sort_by_key(|m| m.seq);
-    let mut ids: HashMap<uuid::Uuid, (MessageId, &'static str)> = HashMap::new();
+    let mut ids: HashMap<uuid::Uuid, (MessageId, Role)> = HashMap::new();
     let mut answered: HashSet<MessageId> = HashSet::new();
     let mut messages = Vec::with_capacity(t.messages.len());
     for (j, m) in t.messages.into_iter().enumerate() {
         let at = || format!("Conversation {}, message {}", i + 1, j + 1);
         let role = match m.role.as_str() {
-            "user" => "user",
-            "assistant" => "assistant",
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
             other => {
                 return Err(bad(format!(
                     "{}: role {other:?} is not \"user\" or \"assistant\".",
@@ -139,11 +110,11 @@ fn plan_thread(i: usize, mut t: schema::Thread) -> Result<NewThread, Error> {
             }
         };
         let (mut status, mut error) = match m.status.as_str() {
-            "complete" => ("complete", None),
-            "failed" => ("failed", m.error.clone()),
+            "complete" => (Status::Complete, None),
+            "failed" => (Status::Failed, m.error.clone()),
             // A reply that was still being written cannot finish here.
             "streaming" => (
-                "failed",
+                Status::Failed,
                 Some(schema::ErrorInfo {
                     code: "interrupted".into(),
                     message: "The reply was still being written when it was exported.".into(),
@@ -156,7 +127,7 @@ fn plan_thread(i: usize, mut t: schema::Thread) -> Result<NewThread, Error> {
                 )))
             }
         };
-        if role == "user" && status != "complete" {
+        if role == Role::User && status != Status::Complete {
             return Err(bad(format!("{}: a user message must be complete.", at())));
         }
         if m.content.chars().count() > MAX_CONTENT_CHARS {
@@ -173,20 +144,24 @@ fn plan_thread(i: usize, mut t: schema::Thread) -> Result<NewThread, Error> {
         // conversation, and a question keeps at most one good reply (the
         // database allows no more).
         let reply_to = match (role, m.reply_to.and_then(|r| ids.get(&r).copied())) {
-            ("assistant", Some((q, "user"))) if status == "failed" || answered.insert(q) => Some(q),
+            (Role::Assistant, Some((q, Role::User)))
+                if status == Status::Failed || answered.insert(q) =>
+            {
+                Some(q)
+            }
             _ => None,
         };
-        if status == "failed" && error.is_none() {
+        if status == Status::Failed && error.is_none() {
             error = Some(schema::ErrorInfo {
                 code: "failed".into(),
                 message: "This reply failed.".into(),
             });
         }
-        if status == "complete" {
+        if status == Status::Complete {
             error = None;
         }
-        if role == "user" {
-            status = "complete";
+        if role == Role::User {
+            status = Status::Complete;
         }
         messages.push(NewMessage {
             id,
@@ -196,8 +171,8 @@ fn plan_thread(i: usize, mut t: schema::Thread) -> Result<NewThread, Error> {
             content: m.content,
             created_at: m.created_at,
             reply_to,
-            model: m.model.filter(|_| role == "assistant"),
-            provider: m.provider.filter(|_| role == "assistant"),
+            model: m.model.filter(|_| role == Role::Assistant),
+            provider: m.provider.filter(|_| role == Role::Assistant),
             error_code: error.as_ref().map(|e| e.code.clone()),
             error_message: error.map(|e| e.message),
         });
@@ -240,11 +215,11 @@ mod tests {
         );
         let t = plan(&body).unwrap();
         assert_eq!(t.len(), 1);
-        assert_eq!(t[0].title, "Hi");
+        assert_eq!(t[0].title.as_str(), "Hi");
         assert_ne!(t[0].id.to_string(), Q);
         let m = &t[0].messages;
         assert_eq!(m.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3]);
-        assert_eq!(m[0].role, "user");
+        assert_eq!(m[0].role, Role::User);
         assert_eq!(m[1].reply_to, Some(m[0].id));
         // A second good reply to the same question loses its link.
         assert_eq!(m[2].reply_to, None);

@@ -216,8 +216,8 @@ fn message(row: Row) -> Option<schema::Message> {
     Some(schema::Message {
         id: m.id?.0,
         seq: m.seq?,
-        role: m.role?,
-        status: m.status?,
+        role: m.role?.as_str().into(),
+        status: m.status?.as_str().into(),
         content: m.content?,
         created_at: m.created_at?,
         reply_to: m.reply_to.map(|r| r.0),

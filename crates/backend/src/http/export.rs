@@ -142,7 +142,7 @@ pub async fn import(
     metrics::counter!("import_messages_total").increment(messages as u64);
     let listed: Vec<_> = threads
         .iter()
-        .map(|t| json!({ "id": t.id, "title": t.title, "messages": t.messages.len() }))
+        .map(|t| json!({ "id": t.id, "title": t.title.as_str(), "messages": t.messages.len() }))
         .collect();
     Ok((
         StatusCode::CREATED,

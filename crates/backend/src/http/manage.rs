@@ -2,7 +2,7 @@
 //! if it did not exist (404) and changes nothing.
 
 use super::{threads::parse_thread, AuthUser};
-use crate::{deletion, error::Error, store, store::deletion::Which, AppState};
+use crate::{deletion, domain::ThreadTitle, error::Error, store, store::deletion::Which, AppState};
 use axum::{
     extract::{Path, State},
     http::StatusCode,
@@ -28,22 +28,8 @@ pub async fn rename(
     Json(body): Json<Rename>,
 ) -> Result<impl IntoResponse, Error> {
     let id = parse_thread(&id)?;
-    let title = body.title.trim();
-    if title.is_empty() {
-        return Err(Error::invalid(
-            "invalid_title",
-            Some("title"),
-            "The title is empty.",
-        ));
-    }
-    if title.chars().count() > 200 {
-        return Err(Error::invalid(
-            "invalid_title",
-            Some("title"),
-            "The title is longer than 200 characters.",
-        ));
-    }
-    let thread = store::threads::rename(&state.db, user.id, id, title)
+    let title = ThreadTitle::parse_rename(&body.title)?;
+    let thread = store::threads::rename(&state.db, user.id, id, &title)
         .await?
         .ok_or(Error::NotFound(NOT_FOUND))?;
     Ok(Json(json!({ "thread": thread })))

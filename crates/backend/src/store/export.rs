@@ -2,6 +2,7 @@
 //! with their messages in thread and sequence order, streamed from the
 //! database so an export of any size runs in constant memory.
 
+use crate::domain::{Role, Status};
 use chrono::{DateTime, Utc};
 use confab_core::ids::{MessageId, ThreadId, UserId};
 use futures::stream::BoxStream;
@@ -23,8 +24,8 @@ pub struct Row {
 pub struct MaybeMessage {
     pub id: Option<MessageId>,
     pub seq: Option<i64>,
-    pub role: Option<String>,
-    pub status: Option<String>,
+    pub role: Option<Role>,
+    pub status: Option<Status>,
     pub content: Option<String>,
     pub created_at: Option<DateTime<Utc>>,
     pub reply_to: Option<MessageId>,

@@ -1,8 +1,35 @@
 //! Writing an import: threads and their messages, many rows per statement.
 
-use crate::export::import::NewThread;
-use confab_core::ids::{MessageId, UserId, WorkspaceId};
+use crate::domain::{Role, Status, ThreadTitle};
+use chrono::{DateTime, Utc};
+use confab_core::ids::{MessageId, ThreadId, UserId, WorkspaceId};
 use sqlx::PgConnection;
+
+/// A thread ready to insert: new ids, sequence numbers 1..n, references
+/// remapped.
+#[derive(Debug, Clone)]
+pub struct NewThread {
+    pub id: ThreadId,
+    pub title: ThreadTitle,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub messages: Vec<NewMessage>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: MessageId,
+    pub seq: i64,
+    pub role: Role,
+    pub status: Status,
+    pub content: String,
+    pub created_at: DateTime<Utc>,
+    pub reply_to: Option<MessageId>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
 
 /// Rows per `INSERT … SELECT FROM UNNEST(…)`: large enough to be fast,
 /// small enough to keep each statement's arrays modest.
@@ -24,7 +51,7 @@ pub async fn insert_thread(
     .bind(t.id)
     .bind(workspace)
     .bind(user)
-    .bind(&t.title)
+    .bind(t.title.as_str())
     .bind(t.messages.len() as i64)
     .bind(t.created_at)
     .bind(t.updated_at)
@@ -33,8 +60,8 @@ pub async fn insert_thread(
     for chunk in t.messages.chunks(BATCH) {
         let ids: Vec<MessageId> = chunk.iter().map(|m| m.id).collect();
         let seqs: Vec<i64> = chunk.iter().map(|m| m.seq).collect();
-        let roles: Vec<&str> = chunk.iter().map(|m| m.role).collect();
-        let statuses: Vec<&str> = chunk.iter().map(|m| m.status).collect();
+        let roles: Vec<&str> = chunk.iter().map(|m| m.role.as_str()).collect();
+        let statuses: Vec<&str> = chunk.iter().map(|m| m.status.as_str()).collect();
         let contents: Vec<&str> = chunk.iter().map(|m| m.content.as_str()).collect();
         let created: Vec<_> = chunk.iter().map(|m| m.created_at).collect();
         let reply_to: Vec<Option<MessageId>> = chunk.iter().map(|m| m.reply_to).collect();

@@ -67,14 +67,14 @@ pub async fn rename<'e>(
     db: impl PgExecutor<'e>,
     user: UserId,
     id: ThreadId,
-    title: &str,
+    title: &ThreadTitle,
 ) -> Result<Option<Thread>, sqlx::Error> {
     sqlx::query_as(&format!(
         "UPDATE threads SET title = $3, updated_at = now() WHERE id = $1 AND user_id = $2 RETURNING {COLUMNS}"
     ))
     .bind(id)
     .bind(user)
-    .bind(title)
+    .bind(title.as_str())
     .fetch_optional(db)
     .await
 }
