@@ -326,4 +326,28 @@ async fn forged_and_expired_tokens_are_rejected() {
     assert_eq!(status, 200);
     let (status, body) = backend_get(&h, "/v1/threads", "").await;
     assert_eq!(status, 401, "{body}");
+
+    // Both services read `Authorization` the same way: the scheme in any
+    // case (RFC 7235), and nothing but Bearer.
+    let token = &user.access_token;
+    let urls = [
+        format!("{}/v1/threads", h.backend_url),
+        format!("{}/v1/auth/me", h.auth_url),
+    ];
+    for (header, want) in [
+        (format!("BEARER {token}"), 200),
+        (format!("bearer {token}"), 200),
+        (format!("Basic {token}"), 401),
+    ] {
+        for url in &urls {
+            let r = h
+                .http
+                .get(url)
+                .header("authorization", &header)
+                .send()
+                .await;
+            let status = r.expect("request").status().as_u16();
+            assert_eq!(status, want, "{} on {url}", &header[..6]);
+        }
+    }
 }
