@@ -52,14 +52,15 @@ pub(super) async fn handle(state: &AppState, ctx: &mut Ctx, text: &str) -> Vec<S
     let frame: ClientFrame = match serde_json::from_value(value) {
         Ok(f) => f,
         Err(e) => {
-            return vec![with_client_id(
-                ServerFrame::error(
-                    "invalid_frame",
-                    format!("Invalid {kind:?} frame: {e}."),
-                    false,
-                ),
-                client_msg_id,
-            )]
+            let frame = ServerFrame::error(
+                "invalid_frame",
+                format!("Invalid {kind:?} frame: {e}."),
+                false,
+            );
+            return vec![match client_msg_id {
+                Some(id) => frame.about(id),
+                None => frame,
+            }];
         }
     };
     match frame {
@@ -71,7 +72,7 @@ pub(super) async fn handle(state: &AppState, ctx: &mut Ctx, text: &str) -> Vec<S
         )],
         ClientFrame::Reauth { token } => match reauth(state, ctx, &token).await {
             Ok(exp) => vec![ServerFrame::Reauthed { expires_at: exp }],
-            Err(e) => vec![ServerFrame::error(e.code(), e.public_message(), false)],
+            Err(e) => vec![ServerFrame::from(&e)],
         },
         ClientFrame::Send {
             client_msg_id,
@@ -83,12 +84,12 @@ pub(super) async fn handle(state: &AppState, ctx: &mut Ctx, text: &str) -> Vec<S
             after_seq,
         } => match state.chat.resume(ctx.user, thread_id, after_seq).await {
             Ok(events) => events.into_iter().map(ServerFrame::from).collect(),
-            Err(e) => vec![error_frame(&e, None)],
+            Err(e) => vec![ServerFrame::from(&e)],
         },
         ClientFrame::Retry { message_id } => match state.chat.retry(ctx.user, message_id).await {
             Ok(()) => vec![],
             Err(e) => {
-                let mut f = error_frame(&e, None);
+                let mut f = ServerFrame::from(&e);
                 if let ServerFrame::Error { message_id: m, .. } = &mut f {
                     *m = Some(message_id);
                 }
@@ -96,27 +97,6 @@ pub(super) async fn handle(state: &AppState, ctx: &mut Ctx, text: &str) -> Vec<S
             }
         },
     }
-}
-
-fn with_client_id(mut frame: ServerFrame, id: Option<String>) -> ServerFrame {
-    if let ServerFrame::Error { client_msg_id, .. } = &mut frame {
-        *client_msg_id = id;
-    }
-    frame
-}
-
-fn error_frame(e: &Error, client_msg_id: Option<String>) -> ServerFrame {
-    if e.is_internal() {
-        tracing::error!(error = %e, "socket request failed");
-    }
-    let code = match e {
-        Error::NotFound(_) => "not_found",
-        other => other.code(),
-    };
-    with_client_id(
-        ServerFrame::error(code, e.public_message(), e.is_internal()),
-        client_msg_id,
-    )
 }
 
 async fn reauth(state: &AppState, ctx: &mut Ctx, token: &str) -> Result<i64, Error> {
@@ -143,11 +123,11 @@ async fn send_message(
     // that is not one cannot be echoed back.
     let client_msg_id = match ClientMsgId::parse(client_msg_id) {
         Ok(id) => id,
-        Err(e) => return vec![error_frame(&e, None)],
+        Err(e) => return vec![ServerFrame::from(&e)],
     };
     let text = match MessageText::parse(text, state.config.max_message_chars) {
         Ok(t) => t,
-        Err(e) => return vec![error_frame(&e, Some(client_msg_id.into_inner()))],
+        Err(e) => return vec![ServerFrame::from(&e).about(client_msg_id.into_inner())],
     };
     // The ack is returned here and written before the session loop reads
     // the hub again, so on this socket it always precedes the stored message
@@ -164,6 +144,6 @@ async fn send_message(
             seq: sent.seq,
             duplicate: sent.duplicate,
         }],
-        Err(e) => vec![error_frame(&e, Some(client_msg_id.into_inner()))],
+        Err(e) => vec![ServerFrame::from(&e).about(client_msg_id.into_inner())],
     }
 }

@@ -4,6 +4,7 @@
 use crate::{
     agent::AgentInfo,
     chat::{ChatEvent, Piece},
+    error::Error,
     markdown,
     view::MessageView,
 };
@@ -123,8 +124,28 @@ impl ServerFrame {
         }
     }
 
+    /// An error frame naming the client message it answers.
+    pub fn about(mut self, id: String) -> Self {
+        if let ServerFrame::Error { client_msg_id, .. } = &mut self {
+            *client_msg_id = Some(id);
+        }
+        self
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("frames always serialise")
+    }
+}
+
+/// The frame an error becomes on the socket: the same code and message as
+/// over HTTP (`Error::code`, `Error::public_message`); our own failures are
+/// logged here and are worth retrying, the client's are not.
+impl From<&Error> for ServerFrame {
+    fn from(e: &Error) -> Self {
+        if e.is_internal() {
+            tracing::error!(error = %e, "socket request failed");
+        }
+        ServerFrame::error(e.code(), e.public_message(), e.is_internal())
     }
 }
 

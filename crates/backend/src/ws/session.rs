@@ -94,11 +94,7 @@ pub(super) async fn run(state: AppState, socket: WebSocket) {
                 e if e.is_internal() => close::UNAVAILABLE,
                 _ => close::INVALID_TOKEN,
             };
-            send(
-                &mut sink,
-                &ServerFrame::error(e.code(), e.public_message(), false),
-            )
-            .await;
+            send(&mut sink, &ServerFrame::from(&e)).await;
             return close_with(&mut sink, code, e.code()).await;
         }
     };
