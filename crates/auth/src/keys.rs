@@ -159,6 +159,7 @@ fn public_jwk(kid: &str, public_key: &[u8]) -> Jwk {
 pub(crate) mod tests {
     use super::*;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use confab_core::clock::Clock;
 
     pub(crate) fn tokens_with(keys: &[(&NewSigningKey, bool)]) -> AccessTokens {
         AccessTokens::from_keys(
@@ -201,7 +202,7 @@ pub(crate) mod tests {
         let key = NewSigningKey::generate().unwrap();
         let tokens = tokens_with(&[(&key, true)]);
         let s = subject();
-        let token = tokens.issue(&s, Utc::now()).unwrap();
+        let token = tokens.issue(&s, Clock::system().now()).unwrap();
 
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.alg, Algorithm::EdDSA);
@@ -237,7 +238,7 @@ pub(crate) mod tests {
     fn alg_none_is_rejected() {
         let key = NewSigningKey::generate().unwrap();
         let tokens = tokens_with(&[(&key, true)]);
-        let real = tokens.issue(&subject(), Utc::now()).unwrap();
+        let real = tokens.issue(&subject(), Clock::system().now()).unwrap();
         let claims = tokens.verify(&real).unwrap();
         for alg in ["none", "None", "NONE"] {
             let forged = forge(
@@ -261,7 +262,7 @@ pub(crate) mod tests {
         let key = NewSigningKey::generate().unwrap();
         let tokens = tokens_with(&[(&key, true)]);
         let claims = tokens
-            .verify(&tokens.issue(&subject(), Utc::now()).unwrap())
+            .verify(&tokens.issue(&subject(), Clock::system().now()).unwrap())
             .unwrap();
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(key.kid.clone());
@@ -281,7 +282,7 @@ pub(crate) mod tests {
     fn tampered_claims_break_the_signature() {
         let key = NewSigningKey::generate().unwrap();
         let tokens = tokens_with(&[(&key, true)]);
-        let token = tokens.issue(&subject(), Utc::now()).unwrap();
+        let token = tokens.issue(&subject(), Clock::system().now()).unwrap();
         let mut parts: Vec<&str> = token.split('.').collect();
         let mut claims: Claims =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
@@ -300,7 +301,7 @@ pub(crate) mod tests {
         let theirs = NewSigningKey::generate().unwrap();
         let tokens = tokens_with(&[(&ours, true)]);
         let attacker = tokens_with(&[(&theirs, true)]);
-        let forged = attacker.issue(&subject(), Utc::now()).unwrap();
+        let forged = attacker.issue(&subject(), Clock::system().now()).unwrap();
         assert_eq!(tokens.verify(&forged).unwrap_err(), TokenError::UnknownKey);
 
         let other_issuer = AccessTokens::from_keys(
@@ -314,7 +315,9 @@ pub(crate) mod tests {
             )],
         )
         .unwrap();
-        let token = other_issuer.issue(&subject(), Utc::now()).unwrap();
+        let token = other_issuer
+            .issue(&subject(), Clock::system().now())
+            .unwrap();
         assert_eq!(
             tokens.verify(&token).unwrap_err(),
             TokenError::WrongIssuerOrAudience
@@ -325,7 +328,7 @@ pub(crate) mod tests {
     fn expired_tokens_are_reported_as_expired() {
         let key = NewSigningKey::generate().unwrap();
         let tokens = tokens_with(&[(&key, true)]);
-        let an_hour_ago = Utc::now() - chrono::Duration::hours(1);
+        let an_hour_ago = Clock::system().now() - chrono::Duration::hours(1);
         let token = tokens.issue(&subject(), an_hour_ago).unwrap();
         let err = tokens.verify(&token).unwrap_err();
         assert_eq!(err, TokenError::Expired);
@@ -337,7 +340,7 @@ pub(crate) mod tests {
         let old = NewSigningKey::generate().unwrap();
         let new = NewSigningKey::generate().unwrap();
         let before = tokens_with(&[(&old, true)]);
-        let token = before.issue(&subject(), Utc::now()).unwrap();
+        let token = before.issue(&subject(), Clock::system().now()).unwrap();
         let after = tokens_with(&[(&new, true), (&old, false)]);
         assert!(after.verify(&token).is_ok());
         assert_eq!(after.jwks().keys.len(), 2);

@@ -18,6 +18,7 @@ pub mod store;
 pub use error::Error;
 
 use confab_core::{
+    clock::Clock,
     config::{database_url, Common, ConfigError, Env},
     keys::Keys,
 };
@@ -62,6 +63,10 @@ pub struct Config {
     /// `CONFAB_REAUTH_WINDOW_SECS` (default 300): deleting the account
     /// without the password is allowed this long after signing in.
     pub reauth_window: Duration,
+    /// The wall clock every decision is made on (token lifetimes, refresh
+    /// rotation and grace, the re-authentication window, retention). Not from
+    /// the environment: the system's, or a test's `ManualClock`.
+    pub clock: Clock,
 }
 
 impl Config {
@@ -113,6 +118,7 @@ impl Config {
             cookie_secure,
             argon2,
             reauth_window,
+            clock: Clock::system(),
         })
     }
 }
@@ -157,6 +163,7 @@ pub async fn build(config: Config) -> Result<App, Error> {
         keys.clone(),
         signal.clone(),
         stop_relay.clone(),
+        config.clock.clone(),
     );
     let (listener, addr) =
         confab_core::http::bind("auth", &config.common.host, config.common.port).await?;

@@ -7,7 +7,10 @@
 //! published re-sends them; consumers dedupe by event id, so that is fine.
 
 use crate::{error::Error, store};
-use confab_core::keys::Keys;
+use confab_core::{
+    clock::{self, Clock},
+    keys::Keys,
+};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use std::{sync::Arc, time::Duration};
@@ -47,12 +50,13 @@ impl Relay {
         keys: Keys,
         signal: OutboxSignal,
         shutdown: CancellationToken,
+        clock: Clock,
     ) -> Self {
         let handle = tokio::spawn(async move {
             let stream = keys.events_stream();
-            let mut last_prune = tokio::time::Instant::now();
+            let mut last_prune = clock::instant();
             loop {
-                let drained = match relay_batch(&pool, &redis, &stream).await {
+                let drained = match relay_batch(&pool, &redis, &stream, &clock).await {
                     Ok(n) => n < BATCH as usize,
                     Err(e) => {
                         tracing::warn!(error = %e, "outbox relay failed; will retry");
@@ -60,8 +64,8 @@ impl Relay {
                     }
                 };
                 if last_prune.elapsed() >= PRUNE_EVERY {
-                    last_prune = tokio::time::Instant::now();
-                    let before = chrono::Utc::now() - KEEP_PUBLISHED;
+                    last_prune = clock::instant();
+                    let before = clock.now() - KEEP_PUBLISHED;
                     if let Err(e) = store::outbox::prune_published(&pool, before).await {
                         tracing::warn!(error = %e, "pruning the outbox failed");
                     }
@@ -76,7 +80,7 @@ impl Relay {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = signal.0.notified() => {}
-                    _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                    _ = clock::sleep(POLL_INTERVAL) => {}
                 }
             }
             tracing::debug!("outbox relay stopped");
@@ -101,6 +105,7 @@ pub async fn relay_batch(
     pool: &PgPool,
     redis: &ConnectionManager,
     stream: &str,
+    clock: &Clock,
 ) -> Result<usize, Error> {
     let mut tx = pool.begin().await?;
     let pending = store::outbox::lock_pending(&mut *tx, BATCH).await?;
@@ -127,7 +132,7 @@ pub async fn relay_batch(
     let mut conn = redis.clone();
     pipe.query_async::<()>(&mut conn).await?;
     let ids: Vec<_> = pending.iter().map(|e| e.id).collect();
-    store::outbox::mark_published(&mut tx, &ids, chrono::Utc::now()).await?;
+    store::outbox::mark_published(&mut tx, &ids, clock.now()).await?;
     tx.commit().await?;
     metrics::counter!("auth_outbox_published_total").increment(ids.len() as u64);
     tracing::debug!(count = ids.len(), "relayed outbox events");

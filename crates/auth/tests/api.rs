@@ -5,8 +5,17 @@
 //! `postgres://postgres@127.0.0.1:5432`) and Redis at `CONFAB_TEST_REDIS_URL`
 //! (default `redis://127.0.0.1:6379`).
 
+// Test code: a panic with a message is how a test fails (clippy's
+// allow-unwrap-in-tests does not reach helpers in integration-test crates).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use confab_auth::{Config, MIGRATOR};
-use confab_core::{config::Env, keys::Keys, tokens::Verifier};
+use confab_core::{
+    clock::{self, ManualClock},
+    config::Env,
+    keys::Keys,
+    tokens::Verifier,
+};
 use redis::aio::ConnectionManager;
 use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
@@ -54,7 +63,10 @@ fn test_config(extra: &[(&str, &str)]) -> Config {
 }
 
 async fn spawn_app(extra: &[(&str, &str)]) -> TestApp {
-    let config = test_config(extra);
+    spawn_with(test_config(extra)).await
+}
+
+async fn spawn_with(config: Config) -> TestApp {
     let app = confab_auth::build(config.clone())
         .await
         .expect("auth starts");
@@ -263,7 +275,7 @@ impl TestApp {
     /// Event types on the stream, waiting up to 3 s for `want` to appear.
     async fn wait_for_events(&self, want: &[&str]) -> Vec<Value> {
         let mut conn = self.redis.clone();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        let deadline = clock::instant() + Duration::from_secs(3);
         loop {
             let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
                 .arg(self.keys().events_stream())
@@ -293,10 +305,10 @@ impl TestApp {
                 return events;
             }
             assert!(
-                tokio::time::Instant::now() < deadline,
+                clock::instant() < deadline,
                 "events {want:?} not relayed; stream has {types:?}"
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            clock::sleep(Duration::from_millis(50)).await;
         }
     }
 }
@@ -335,7 +347,8 @@ async fn sign_up_use_refresh_and_log_out() {
     assert_eq!(alice.cookie(), alice.refresh());
 
     // The token verifies the way the backend verifies it: through the JWKS.
-    let verifier = Verifier::new(format!("{}/.well-known/jwks.json", app.url), "confab-test");
+    let verifier =
+        Verifier::new(format!("{}/.well-known/jwks.json", app.url), "confab-test").unwrap();
     let claims = verifier.verify(alice.access()).await.unwrap();
     assert_eq!(claims.email, "alice@example.com");
     assert_eq!(claims.name, "Alice");
@@ -428,12 +441,22 @@ async fn sign_up_use_refresh_and_log_out() {
 
 #[tokio::test]
 async fn reusing_a_rotated_refresh_token_revokes_the_session() {
-    let app = spawn_app(&[("CONFAB_REFRESH_GRACE_SECS", "0")]).await;
+    // Time is moved, not waited for: the service reads this clock.
+    let time = ManualClock::starting_now();
+    let mut config = test_config(&[("CONFAB_REFRESH_GRACE_SECS", "10")]);
+    config.clock = time.clock();
+    let app = spawn_with(config).await;
     let first = app.sign_up("mallory@example.com", "correct horse").await;
     let second = app.refresh_with_body(first.refresh()).await;
     assert_eq!(second.status, StatusCode::OK);
 
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Up to the end of the grace window the rotated token is still honoured…
+    time.advance(Duration::from_secs(10));
+    let tab = app.refresh_with_body(first.refresh()).await;
+    assert_eq!(tab.status, StatusCode::OK, "{:?}", tab.body);
+
+    // …one second past it, it counts as stolen.
+    time.advance(Duration::from_secs(1));
     let replay = app.refresh_with_body(first.refresh()).await;
     assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
     assert_eq!(replay.code(), "refresh_token_reused");
@@ -452,6 +475,30 @@ async fn reusing_a_rotated_refresh_token_revokes_the_session() {
     let nothing = app.post_raw("/v1/auth/refresh", None, "").await;
     assert_eq!(nothing.code(), "invalid_refresh_token");
     app.wait_for_events(&["session.revoked"]).await;
+}
+
+#[tokio::test]
+async fn a_refresh_token_expires_after_its_lifetime_and_each_rotation_restarts_it() {
+    let time = ManualClock::starting_now();
+    let mut config = test_config(&[("CONFAB_REFRESH_TOKEN_TTL_SECS", "3600")]);
+    config.clock = time.clock();
+    let app = spawn_with(config).await;
+    let first = app.sign_up("erin@example.com", "correct horse").await;
+
+    // Rotating 59 minutes in gives a token that lives a full hour from then.
+    time.advance(Duration::from_secs(59 * 60));
+    let second = app.refresh_with_body(first.refresh()).await;
+    assert_eq!(second.status, StatusCode::OK);
+    time.advance(Duration::from_secs(59 * 60));
+    let third = app.refresh_with_body(second.refresh()).await;
+    assert_eq!(third.status, StatusCode::OK);
+
+    // An hour and a second without use: refused, and nothing was rotated.
+    time.advance(Duration::from_secs(3601));
+    let late = app.refresh_with_body(third.refresh()).await;
+    assert_eq!(late.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(late.code(), "invalid_refresh_token");
+    assert!(late.body.get("refresh_token").is_none());
 }
 
 #[tokio::test]

@@ -37,7 +37,7 @@ pub async fn consume(state: AppState) {
             tracing::warn!(error = %e, "event consumer error; restarting");
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = confab_core::clock::sleep(backoff) => {}
             _ = state.shutdown.cancelled() => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -58,12 +58,12 @@ async fn run(state: &AppState, consumer: &str) -> Result<(), crate::Error> {
             return Err(e.into());
         }
     }
-    let mut last_claim = std::time::Instant::now() - CLAIM_IDLE;
+    let mut last_claim = confab_core::clock::instant() - CLAIM_IDLE;
     loop {
         if last_claim.elapsed() >= CLAIM_IDLE {
             claim_abandoned(state, &mut conn, &stream, consumer).await?;
             prune_processed(state).await?;
-            last_claim = std::time::Instant::now();
+            last_claim = confab_core::clock::instant();
         }
         let opts = StreamReadOptions::default()
             .group(GROUP, consumer)

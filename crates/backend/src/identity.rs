@@ -4,6 +4,7 @@
 //! so they accept exactly the same tokens.
 
 use crate::{error::Error, store, AppState};
+use confab_core::sync::MutexExt;
 use confab_core::{
     ids::UserId,
     revocation,
@@ -55,17 +56,16 @@ const KNOWN_USER_TTL: Duration = Duration::from_secs(60);
 impl KnownUsers {
     pub fn contains(&self, u: UserId) -> bool {
         self.0
-            .lock()
-            .expect("lock")
+            .locked()
             .get(&u)
             .is_some_and(|at| at.elapsed() < KNOWN_USER_TTL)
     }
     pub fn insert(&self, u: UserId) {
-        let mut users = self.0.lock().expect("lock");
+        let mut users = self.0.locked();
         users.retain(|_, at| at.elapsed() < KNOWN_USER_TTL);
         users.insert(u, confab_core::clock::instant());
     }
     pub fn remove(&self, u: UserId) {
-        self.0.lock().expect("lock").remove(&u);
+        self.0.locked().remove(&u);
     }
 }

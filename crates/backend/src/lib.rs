@@ -22,6 +22,7 @@ pub mod view;
 pub mod ws;
 
 use confab_core::{
+    clock::Clock,
     config::{database_url, Common, ConfigError, Env},
     keys::Keys,
     tokens::Verifier,
@@ -54,6 +55,10 @@ pub struct Config {
     pub access_token_ttl_secs: u64,
     /// Largest JSON export accepted by the import, in bytes.
     pub import_max_bytes: usize,
+    /// The wall clock decisions are made on (when an open socket's token
+    /// expires). Not from the environment: the system's, or a test's
+    /// `ManualClock`.
+    pub clock: Clock,
 }
 
 impl Config {
@@ -86,6 +91,7 @@ impl Config {
             max_message_chars: env.parse("CONFAB_MAX_MESSAGE_CHARS", 16_000)?,
             access_token_ttl_secs: env.parse("CONFAB_ACCESS_TOKEN_TTL_SECS", 900)?,
             import_max_bytes: env.parse("CONFAB_IMPORT_MAX_BYTES", 64 * 1024 * 1024)?,
+            clock: Clock::system(),
         })
     }
 }
@@ -134,14 +140,14 @@ pub async fn build(config: Config) -> Result<App, Error> {
     let verifier = Verifier::new(
         format!("{}/.well-known/jwks.json", config.auth_url),
         config.issuer.clone(),
-    );
+    )?;
     // Warm the key cache; auth may still be starting, so failure is not fatal
     // (an unknown kid triggers a fetch later).
     if let Err(e) = verifier.refresh().await {
         tracing::warn!(error = %e, "could not fetch JWKS at start; will retry on first token");
     }
     let shutdown = CancellationToken::new();
-    let provider = agent::build(&config.llm);
+    let provider = agent::build(&config.llm)?;
     tracing::info!(agent = ?provider.info(), "agent provider ready");
     let hub = ws::hub::Hub::new(keys.clone());
     let chat = chat::Chat::new(

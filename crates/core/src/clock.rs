@@ -77,10 +77,13 @@ impl ManualClock {
         }
     }
 
-    /// Stopped at the current system time: tokens issued by it are still
-    /// accepted by verifiers that read the real clock.
+    /// Stopped at the current system time, to the whole second: tokens issued
+    /// by it are still accepted by verifiers that read the real clock, and its
+    /// times survive a round trip through PostgreSQL's microsecond timestamps
+    /// unchanged (so a test can probe a boundary exactly).
     pub fn starting_now() -> Self {
-        Self::new(Utc::now())
+        let now = Utc::now();
+        Self::new(DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now))
     }
 
     /// A [`Clock`] that reads this one's time; give it to the code under test.
@@ -144,5 +147,12 @@ mod tests {
         let (a, b) = (c.now(), c.now());
         assert!(b >= a);
         assert!((Utc::now() - a).num_seconds().abs() < 5);
+    }
+
+    #[test]
+    fn a_manual_clock_starting_now_is_on_a_whole_second() {
+        let t = ManualClock::starting_now().clock().now();
+        assert_eq!(t.timestamp_subsec_nanos(), 0);
+        assert!((Utc::now() - t).num_seconds().abs() < 5);
     }
 }

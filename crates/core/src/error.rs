@@ -14,6 +14,9 @@ pub enum InfraError {
     Redis(#[from] redis::RedisError),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// An HTTP client could not be set up (its TLS backend failed to load).
+    #[error("HTTP client set-up failed: {0}")]
+    HttpClient(#[from] reqwest::Error),
     /// A dependency did not answer within its bound (the operation is named).
     #[error("{0} timed out")]
     Timeout(&'static str),

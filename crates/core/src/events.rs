@@ -51,10 +51,12 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(kind: EventKind) -> Self {
+    /// A new event that happened `at` (the caller's clock, so the event and
+    /// the change it announces carry the same time).
+    pub fn new(kind: EventKind, at: DateTime<Utc>) -> Self {
         Self {
             id: EventId::new(),
-            occurred_at: Utc::now(),
+            occurred_at: at,
             kind,
         }
     }
@@ -66,9 +68,12 @@ mod tests {
 
     #[test]
     fn wire_shape_is_stable() {
-        let e = Event::new(EventKind::UserDeleted {
-            user_id: UserId::new(),
-        });
+        let e = Event::new(
+            EventKind::UserDeleted {
+                user_id: UserId::new(),
+            },
+            crate::clock::Clock::system().now(),
+        );
         let v: serde_json::Value = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], "user.deleted");
         assert!(v["data"]["user_id"].is_string());

@@ -15,6 +15,7 @@ pub mod ids;
 pub mod keys;
 pub mod redis_conn;
 pub mod revocation;
+pub mod sync;
 pub mod telemetry;
 pub mod tokens;
 

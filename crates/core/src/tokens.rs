@@ -83,20 +83,22 @@ struct Inner {
 }
 
 impl Verifier {
-    pub fn new(jwks_url: impl Into<String>, issuer: impl Into<String>) -> Self {
-        Self {
+    pub fn new(
+        jwks_url: impl Into<String>,
+        issuer: impl Into<String>,
+    ) -> Result<Self, crate::error::InfraError> {
+        Ok(Self {
             inner: Arc::new(Inner {
                 jwks_url: jwks_url.into(),
                 issuer: issuer.into(),
                 http: reqwest::Client::builder()
                     .timeout(Duration::from_secs(5))
-                    .build()
-                    .expect("static reqwest configuration"),
+                    .build()?,
                 keys: RwLock::new(HashMap::new()),
                 last_fetch: Mutex::new(None),
                 leeway: 2,
             }),
-        }
+        })
     }
 
     /// Fetch the key set now (used at start so the first request is fast).
@@ -113,7 +115,7 @@ impl Verifier {
     async fn fetch_locked(&self, last: &mut Option<Instant>) -> Result<usize, TokenError> {
         // Counted from the attempt, not the success: while auth struggles,
         // forged kids must not turn into a stream of fetches.
-        *last = Some(Instant::now());
+        *last = Some(crate::clock::instant());
         let set: JwkSet = self
             .inner
             .http

@@ -15,7 +15,6 @@ use axum::{
     routing::delete,
     Router,
 };
-use chrono::Utc;
 use confab_core::events::{Event, EventKind};
 use serde::Deserialize;
 use serde_json::json;
@@ -61,7 +60,7 @@ async fn delete_account(
             let signed_in = store::sessions::created_at(&ctx.db, auth.session_id).await?;
             let window = chrono::Duration::from_std(ctx.config.reauth_window)
                 .unwrap_or(chrono::Duration::zero());
-            if signed_in.is_none_or(|at| Utc::now() - at > window) {
+            if signed_in.is_none_or(|at| ctx.config.clock.now() - at > window) {
                 return Err(Error::ReauthenticationRequired(NEEDS_PASSWORD));
             }
         }
@@ -71,7 +70,10 @@ async fn delete_account(
     let sessions = store::users::delete(&mut tx, user.id)
         .await?
         .ok_or(Error::SessionRevoked)?;
-    let event = Event::new(EventKind::UserDeleted { user_id: user.id });
+    let event = Event::new(
+        EventKind::UserDeleted { user_id: user.id },
+        ctx.config.clock.now(),
+    );
     store::outbox::insert(&mut *tx, &event).await?;
     tx.commit().await?;
     ctx.outbox.notify();

@@ -142,6 +142,10 @@ pub(crate) fn token_response(
     Ok(response)
 }
 
+#[expect(
+    clippy::expect_used,
+    reason = "the value is a base64url secret or empty, the attributes are constants"
+)]
 fn refresh_cookie(value: &str, max_age: Duration, secure: bool) -> HeaderValue {
     let mut cookie = format!(
         "{REFRESH_COOKIE}={value}; HttpOnly; SameSite=Strict; Path={COOKIE_PATH}; Max-Age={}",

@@ -98,7 +98,7 @@ async fn refresh(
         .ok_or(Error::InvalidRefreshToken(UNKNOWN_REFRESH_TOKEN))?;
     // Read the clock after the lock: a concurrent refresh of this token may
     // have held it, and its `used_at` is what we compare against.
-    let now = Utc::now();
+    let now = ctx.config.clock.now();
     let state = PresentedState {
         expires_at: token.expires_at,
         used_at: token.used_at,
@@ -117,7 +117,7 @@ async fn refresh(
         Refresh::ReuseDetected => {
             let revoked = store::sessions::revoke(&mut *tx, token.session_id, now).await?;
             if let Some(user_id) = revoked {
-                insert_revoked_event(&mut tx, user_id, token.session_id).await?;
+                insert_revoked_event(&mut tx, user_id, token.session_id, now).await?;
             }
             tx.commit().await?;
             ctx.outbox.notify();
@@ -203,8 +203,9 @@ async fn logout(
 /// actually revoked, the Redis steps are idempotent.
 pub(crate) async fn revoke_session(ctx: &ApiContext, session_id: SessionId) -> Result<(), Error> {
     let mut tx = ctx.db.begin().await?;
-    if let Some(user_id) = store::sessions::revoke(&mut *tx, session_id, Utc::now()).await? {
-        insert_revoked_event(&mut tx, user_id, session_id).await?;
+    let now = ctx.config.clock.now();
+    if let Some(user_id) = store::sessions::revoke(&mut *tx, session_id, now).await? {
+        insert_revoked_event(&mut tx, user_id, session_id, now).await?;
     }
     tx.commit().await?;
     ctx.outbox.notify();
@@ -215,11 +216,15 @@ async fn insert_revoked_event(
     tx: &mut PgConnection,
     user_id: UserId,
     session_id: SessionId,
+    at: DateTime<Utc>,
 ) -> Result<(), Error> {
-    let event = Event::new(EventKind::SessionRevoked {
-        user_id,
-        session_id,
-    });
+    let event = Event::new(
+        EventKind::SessionRevoked {
+            user_id,
+            session_id,
+        },
+        at,
+    );
     store::outbox::insert(tx, &event).await
 }
 

@@ -78,16 +78,19 @@ async fn signup(
 
     // The account, its first session and the event that announces it exist
     // together or not at all.
-    let now = Utc::now();
+    let now = ctx.config.clock.now();
     let mut tx = ctx.db.begin().await?;
     let user = store::users::insert(&mut *tx, &email, &display_name, &password_hash, now).await?;
     let (session_id, refresh) =
         open_session(&mut tx, &ctx, user.id, user_agent(&headers), now).await?;
-    let event = Event::new(EventKind::UserRegistered {
-        user_id: user.id,
-        email: user.email.clone(),
-        display_name: user.display_name.clone(),
-    });
+    let event = Event::new(
+        EventKind::UserRegistered {
+            user_id: user.id,
+            email: user.email.clone(),
+            display_name: user.display_name.clone(),
+        },
+        now,
+    );
     store::outbox::insert(&mut *tx, &event).await?;
     tx.commit().await?;
     ctx.outbox.notify();
@@ -138,7 +141,7 @@ async fn login(
         }
     };
 
-    let now = Utc::now();
+    let now = ctx.config.clock.now();
     let mut tx = ctx.db.begin().await?;
     let (session_id, refresh) =
         open_session(&mut tx, &ctx, user.id, user_agent(&headers), now).await?;

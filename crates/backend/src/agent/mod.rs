@@ -137,9 +137,9 @@ pub trait Provider: Send + Sync + 'static {
     async fn stream(&self, messages: Vec<ChatMessage>) -> Result<TokenStream, ProviderError>;
 }
 
-pub fn build(config: &LlmConfig) -> Arc<dyn Provider> {
-    match &config.base_url {
-        Some(_) => Arc::new(openai::OpenAi::new(config.clone())),
+pub fn build(config: &LlmConfig) -> Result<Arc<dyn Provider>, confab_core::error::InfraError> {
+    Ok(match &config.base_url {
+        Some(_) => Arc::new(openai::OpenAi::new(config.clone())?),
         None => Arc::new(offline::Offline::new(config.offline_token_delay)),
-    }
+    })
 }

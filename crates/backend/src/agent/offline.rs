@@ -43,7 +43,7 @@ impl Provider for Offline {
         Ok(futures::stream::iter(tokens)
             .then(move |t| async move {
                 if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
+                    confab_core::clock::sleep(delay).await;
                 }
                 Ok(t)
             })

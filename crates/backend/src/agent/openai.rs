@@ -14,12 +14,11 @@ pub struct OpenAi {
 }
 
 impl OpenAi {
-    pub fn new(config: LlmConfig) -> Self {
+    pub fn new(config: LlmConfig) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(config.timeout.min(std::time::Duration::from_secs(10)))
-            .build()
-            .expect("static reqwest configuration");
-        Self { config, http }
+            .build()?;
+        Ok(Self { config, http })
     }
 }
 

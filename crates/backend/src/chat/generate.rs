@@ -15,6 +15,7 @@ use crate::{
     store::{self, messages::NewMessage},
 };
 use confab_core::ids::{MessageId, ThreadId, UserId};
+use confab_core::sync::MutexExt;
 use futures::StreamExt;
 use std::{sync::Arc, time::Duration};
 
@@ -33,7 +34,7 @@ impl Chat {
     }
 
     fn thread_lock(&self, thread: ThreadId) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.inner.thread_locks.lock().expect("lock poisoned");
+        let mut locks = self.inner.thread_locks.locked();
         locks.retain(|_, l| Arc::strong_count(l) > 1);
         locks.entry(thread).or_default().clone()
     }

@@ -7,6 +7,7 @@
 
 use super::protocol::{close, ServerFrame};
 use crate::chat::ChatEvent;
+use confab_core::sync::MutexExt;
 use confab_core::{
     ids::{SessionId, UserId},
     keys::Keys,
@@ -61,7 +62,7 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let mut users = self.inner.users.lock().expect("hub lock");
+        let mut users = self.inner.users.locked();
         if let Some(conns) = users.get_mut(&self.user) {
             conns.remove(&self.id);
             if conns.is_empty() {
@@ -93,8 +94,7 @@ impl Hub {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         self.inner
             .users
-            .lock()
-            .expect("hub lock")
+            .locked()
             .entry(user)
             .or_default()
             .insert(id, Conn { sid, tx });
@@ -114,11 +114,7 @@ impl Hub {
     }
 
     fn holds(&self, user: UserId) -> bool {
-        self.inner
-            .users
-            .lock()
-            .expect("hub lock")
-            .contains_key(&user)
+        self.inner.users.locked().contains_key(&user)
     }
 
     fn deliver(&self, user: UserId, payload: &str) {
@@ -133,7 +129,7 @@ impl Hub {
                 return tracing::error!(error = %e, "skipping a chat event that does not parse")
             }
         };
-        let mut users = self.inner.users.lock().expect("hub lock");
+        let mut users = self.inner.users.locked();
         if let Some(conns) = users.get_mut(&user) {
             // A socket whose buffer is full is dropped from the hub: its
             // channel closes and the socket ends with "too slow".
@@ -144,7 +140,7 @@ impl Hub {
     /// Close the sockets matching `which`. A socket whose queue is full is
     /// dropped from the hub instead, which ends it too: a close is never lost.
     fn close_where(&self, which: impl Fn(UserId, &Conn) -> bool, code: u16, reason: &'static str) {
-        let mut users = self.inner.users.lock().expect("hub lock");
+        let mut users = self.inner.users.locked();
         for (user, conns) in users.iter_mut() {
             conns.retain(|_, c| {
                 !which(*user, c) || c.tx.try_send(Outbound::Close(code, reason)).is_ok()
@@ -180,7 +176,7 @@ impl Hub {
             // sockets: close them so their clients reconnect and resume.
             self.close_where(|_, _| true, close::RESYNC, "reconnect and resume");
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = confab_core::clock::sleep(backoff) => {}
                 _ = shutdown.cancelled() => return,
             }
             backoff = (backoff * 2).min(Duration::from_secs(5));

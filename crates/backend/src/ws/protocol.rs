@@ -132,6 +132,10 @@ impl ServerFrame {
         self
     }
 
+    #[expect(
+        clippy::expect_used,
+        reason = "a derived Serialize of strings, numbers and string-keyed maps cannot fail"
+    )]
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("frames always serialise")
     }

@@ -9,6 +9,7 @@ use super::{
 use crate::{error::Error, identity, AppState};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use confab_core::{
+    clock::{self, Clock},
     ids::{SessionId, UserId},
     revocation,
     tokens::TokenError,
@@ -45,8 +46,8 @@ async fn close_with(sink: &mut Sink, code: u16, reason: &str) {
     let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
 }
 
-fn remaining(exp: i64) -> Duration {
-    let now = chrono::Utc::now().timestamp();
+fn remaining(clock: &Clock, exp: i64) -> Duration {
+    let now = clock.now().timestamp();
     Duration::from_secs(exp.saturating_sub(now).max(0) as u64)
 }
 
@@ -130,7 +131,7 @@ pub(super) async fn run(state: AppState, socket: WebSocket) {
     tracing::info!(user = %ctx.user, "socket ready");
 
     loop {
-        let expiry = tokio::time::sleep(remaining(ctx.expires_at));
+        let expiry = clock::sleep(remaining(&state.config.clock, ctx.expires_at));
         tokio::select! {
             _ = state.shutdown.cancelled() => {
                 return close_with(&mut sink, close::GOING_AWAY, "server shutting down").await;

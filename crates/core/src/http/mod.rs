@@ -14,7 +14,7 @@ use axum::{
     Json, Router,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::{io::Write, net::SocketAddr, sync::OnceLock, time::Instant};
+use std::{io::Write, net::SocketAddr, sync::OnceLock};
 use tokio::net::TcpListener;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -26,9 +26,14 @@ static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 /// The process-wide Prometheus recorder (installed on first use).
 pub fn prometheus() -> &'static PrometheusHandle {
     PROMETHEUS.get_or_init(|| {
-        PrometheusBuilder::new()
-            .install_recorder()
-            .expect("a metrics recorder is installed once per process")
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Only fails if another recorder was installed first (nothing of ours
+        // does that); the service still runs, with an empty `/metrics`.
+        if let Err(e) = metrics::set_global_recorder(recorder) {
+            tracing::error!(error = %e, "metrics recorder not installed; /metrics stays empty");
+        }
+        handle
     })
 }
 
@@ -88,7 +93,7 @@ pub fn with_common_layers(router: Router, service: &'static str) -> Router {
 }
 
 async fn track_metrics(service: &'static str, req: Request, next: Next) -> Response {
-    let start = Instant::now();
+    let start = crate::clock::instant();
     let path = req
         .extensions()
         .get::<MatchedPath>()
