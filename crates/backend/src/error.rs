@@ -33,10 +33,18 @@ pub enum Error {
     },
     #[error("malformed request: {0}")]
     Malformed(String),
-    /// Only a failed reply, or a question whose reply never started, can be
-    /// retried (one good reply per question).
-    #[error("Only a failed reply (or a question whose reply never started) can be retried.")]
+    /// A reply not linked to a question (imported that way) has nothing to
+    /// answer again.
+    #[error(
+        "This reply is not linked to a question (it was imported), so it cannot be regenerated."
+    )]
     NotRetryable,
+    /// Retry or Regenerate while an attempt at the question is being written.
+    #[error("A reply to this message is still being written; stop it or wait for it to finish.")]
+    ReplyInProgress,
+    /// Stop of a reply that is not being written.
+    #[error("Only a reply that is still being written can be stopped.")]
+    NotStoppable,
     /// A browser on another site tried to open the chat socket.
     #[error("This origin may not open a chat socket.")]
     OriginNotAllowed,
@@ -79,6 +87,8 @@ impl Error {
             Error::Invalid { code, .. } => code,
             Error::Malformed(_) => "malformed_request",
             Error::NotRetryable => "not_retryable",
+            Error::ReplyInProgress => "reply_in_progress",
+            Error::NotStoppable => "not_stoppable",
             Error::OriginNotAllowed => "origin_not_allowed",
             Error::MethodNotAllowed => "method_not_allowed",
             Error::Infra(_) => "internal",
@@ -93,7 +103,10 @@ impl Error {
             }
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Invalid { .. } | Error::NotRetryable => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Invalid { .. } | Error::NotRetryable | Error::NotStoppable => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Error::ReplyInProgress => StatusCode::CONFLICT,
             Error::Malformed(_) => StatusCode::BAD_REQUEST,
             Error::OriginNotAllowed => StatusCode::FORBIDDEN,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

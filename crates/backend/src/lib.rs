@@ -147,9 +147,8 @@ pub async fn build(config: Config) -> Result<App, Error> {
         tracing::warn!(error = %e, "could not fetch JWKS at start; will retry on first token");
     }
     let shutdown = CancellationToken::new();
-    let provider = agent::build(&config.llm)?;
+    let provider = agent::resilient(agent::build(&config.llm)?, &config.llm);
     tracing::info!(agent = ?provider.info(), "agent provider ready");
-    let hub = ws::hub::Hub::new(keys.clone());
     let chat = chat::Chat::new(
         db.clone(),
         redis.clone(),
@@ -158,6 +157,7 @@ pub async fn build(config: Config) -> Result<App, Error> {
         shutdown.clone(),
         config.llm.context_chars,
     );
+    let hub = ws::hub::Hub::new(keys.clone(), chat.clone());
     // Replies left half-written by a process that died cannot finish now.
     // The age bound keeps this from touching replies another live instance
     // is still generating.

@@ -24,6 +24,15 @@ pub struct MessageView {
     pub seq: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<ClientMsgId>,
+    /// A reply's question.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<MessageId>,
+    /// False for a reply that a later attempt at its question replaced
+    /// (kept in the history; clients show the current one).
+    pub current: bool,
+    /// A reply's generation id, as in the server's log lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<uuid::Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorView>,
     pub created_at: DateTime<Utc>,
@@ -41,9 +50,9 @@ impl From<Message> for MessageView {
         let html = (m.role == Role::Assistant && m.status != Status::Streaming)
             .then(|| markdown::render(&m.content));
         let error = m.error_code.map(|code| ErrorView {
+            retryable: crate::agent::retryable_code(&code),
             code,
             message: m.error_message.unwrap_or_default(),
-            retryable: true,
         });
         Self {
             id: m.id,
@@ -54,6 +63,9 @@ impl From<Message> for MessageView {
             status: m.status,
             seq: m.seq,
             client_msg_id: m.client_msg_id,
+            reply_to: m.reply_to,
+            current: m.current,
+            request_id: m.request_id,
             error,
             created_at: m.created_at,
         }

@@ -37,6 +37,12 @@ impl Keys {
         format!("{}user:{user}", self.prefix)
     }
 
+    /// Pub/sub channel asking whichever instance writes a reply to stop it
+    /// (the payload is the reply's message id).
+    pub fn stops_channel(&self) -> String {
+        format!("{}stops", self.prefix)
+    }
+
     pub fn user_channel_pattern(&self) -> String {
         format!("{}user:*", self.prefix)
     }

@@ -1,7 +1,9 @@
 //! A stand-in for the LLM provider — an external system — speaking the real
 //! OpenAI-compatible wire protocol (`POST /v1/chat/completions`, server-sent
-//! events) over a real socket. Tests script its replies, delays and faults,
-//! and read the requests it received.
+//! events) over a real socket. Tests script its replies, delays and faults
+//! (each kind of provider failure, one scripted reply per request), take it
+//! down and up again (refused connections), and read the requests it
+//! received and how many responses the client abandoned.
 
 use axum::{
     body::Body,
@@ -37,6 +39,19 @@ pub enum Reply {
     CutAfter(Vec<String>),
     /// Send a stream whose data is not JSON.
     Malformed,
+    /// 429 with `Retry-After: <secs>` (no header when `None`).
+    RateLimited { retry_after: Option<u64> },
+    /// Answer at once (status and headers), then wait `delay` before the
+    /// first chunk: a model slow to start.
+    Delayed {
+        delay: Duration,
+        chunks: Vec<String>,
+    },
+    /// Stream `before`, then say nothing more (until the client gives up):
+    /// a model that hangs mid-reply.
+    Stall { before: Vec<String> },
+    /// Stream these chunks, then end with `finish_reason: content_filter`.
+    Filtered(Vec<String>),
     /// Stream `before`, wait until the gate is opened, then stream `after`:
     /// lets a test look at a reply while it is still being generated.
     Gated {
@@ -72,28 +87,85 @@ impl Reply {
 struct Shared {
     script: VecDeque<Reply>,
     requests: Vec<serde_json::Value>,
+    /// When each request arrived.
+    arrivals: Vec<std::time::Instant>,
+    /// Streamed responses the client closed before their end.
+    abandoned: usize,
 }
 
 #[derive(Clone)]
 pub struct LlmStandIn {
     pub url: String,
+    addr: std::net::SocketAddr,
     shared: Arc<Mutex<Shared>>,
+    /// Stops the server while it is "down".
+    up: Arc<Mutex<Option<tokio_util::sync::CancellationToken>>>,
 }
 
 impl LlmStandIn {
     pub async fn start() -> Self {
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let app = Router::new()
-            .route("/v1/chat/completions", post(completions))
-            .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind stand-in");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let addr = listener.local_addr().expect("addr");
+        let this = Self {
+            url: format!("http://{addr}"),
+            addr,
+            shared,
+            up: Arc::new(Mutex::new(None)),
+        };
+        this.serve(listener);
+        this
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let app = Router::new()
+            .route("/v1/chat/completions", post(completions))
+            .with_state(self.shared.clone());
+        let stop = tokio_util::sync::CancellationToken::new();
+        *self.up.lock().expect("lock") = Some(stop.clone());
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
         });
-        Self { url, shared }
+    }
+
+    /// Take the provider down: its port is closed, so connections are
+    /// refused, and idle kept-alive connections are closed too. (Replies
+    /// already streaming finish.)
+    pub async fn go_down(&self) {
+        if let Some(stop) = self.up.lock().expect("lock").take() {
+            stop.cancel();
+        }
+        // The listener is closed as soon as the server sees the signal.
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(self.addr).is_err() {
+                return;
+            }
+            confab_core::clock::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the stand-in kept accepting connections");
+    }
+
+    /// Bring it back on the same address.
+    pub async fn come_back(&self) {
+        let listener = tokio::net::TcpListener::bind(self.addr)
+            .await
+            .expect("re-bind the stand-in's port");
+        self.serve(listener);
+    }
+
+    /// When each request arrived, in order.
+    pub fn arrivals(&self) -> Vec<std::time::Instant> {
+        self.shared.lock().expect("lock").arrivals.clone()
+    }
+
+    /// How many streamed responses the client closed before their end
+    /// (a stopped reply cancels its upstream request).
+    pub fn abandoned(&self) -> usize {
+        self.shared.lock().expect("lock").abandoned
     }
 
     /// Queue replies; when the queue is empty the stand-in echoes.
@@ -113,6 +185,72 @@ pub fn echo_reply(last_user: &str) -> String {
 }
 
 const FINISH: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+const FILTERED: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"content_filter\"}]}\n\ndata: [DONE]\n\n";
+
+/// Counts a streamed body as abandoned if it is dropped before its end.
+struct EndGuard {
+    shared: Arc<Mutex<Shared>>,
+    ended: bool,
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.shared.lock().expect("lock").abandoned += 1;
+        }
+    }
+}
+
+type Chunks = futures::stream::BoxStream<'static, Result<String, std::io::Error>>;
+
+/// An SSE response of `body`, watched for being abandoned.
+fn sse(shared: &Arc<Mutex<Shared>>, body: Chunks) -> Response {
+    let guard = EndGuard {
+        shared: shared.clone(),
+        ended: false,
+    };
+    let watched = futures::stream::unfold((body, guard), |(mut body, mut guard)| async move {
+        match body.next().await {
+            Some(item) => Some((item, (body, guard))),
+            None => {
+                guard.ended = true;
+                drop(guard);
+                None
+            }
+        }
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(Body::from_stream(watched))
+        .expect("response")
+}
+
+fn chunks_of(chunks: Vec<String>) -> Chunks {
+    futures::stream::iter(chunks)
+        .map(|c| Ok(sse_chunk(&c)))
+        .boxed()
+}
+
+/// Nothing but SSE comments (which carry no event) until `gate` opens: the
+/// comments make a client's disconnect visible here at once, as a failed
+/// write, the way a real provider notices a cancelled request.
+fn hold(gate: Arc<tokio::sync::Notify>) -> Chunks {
+    futures::stream::unfold(Some(gate), |gate| async move {
+        let g = gate?;
+        tokio::select! {
+            _ = g.notified() => None,
+            _ = confab_core::clock::sleep(Duration::from_millis(50)) => {
+                Some((Ok(": waiting\n\n".to_string()), Some(g)))
+            }
+        }
+    })
+    .boxed()
+}
+
+fn ending(text: &'static str) -> Chunks {
+    futures::stream::iter([Ok(text.to_string())]).boxed()
+}
 
 fn sse_chunk(text: &str) -> String {
     let v = serde_json::json!({
@@ -147,11 +285,12 @@ async fn completions(
     let reply = {
         let mut s = shared.lock().expect("lock");
         s.requests.push(body);
+        s.arrivals.push(confab_core::clock::instant());
         s.script.pop_front()
     }
     .unwrap_or_else(|| Reply::text(&echo_reply(&last_user)));
 
-    let (chunks, delay, cut) = match reply {
+    let body: Chunks = match reply {
         Reply::Status(code) => {
             return (
                 StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -159,40 +298,49 @@ async fn completions(
             )
                 .into_response()
         }
+        Reply::RateLimited { retry_after } => {
+            let mut resp = (
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(serde_json::json!({"error": {"message": "rate limit reached", "type": "rate_limit_error"}})),
+            )
+                .into_response();
+            if let Some(secs) = retry_after {
+                resp.headers_mut()
+                    .insert("retry-after", secs.to_string().parse().expect("header"));
+            }
+            return resp;
+        }
         Reply::Malformed => {
             return ([("content-type", "text/event-stream")], "data: {not json\n\n").into_response();
         }
-        Reply::Chunks { chunks, delay } => (chunks, delay, false),
-        Reply::CutAfter(chunks) => (chunks, Duration::ZERO, true),
+        Reply::Chunks { chunks, delay } => futures::stream::iter(chunks)
+            .then(move |c| async move {
+                if !delay.is_zero() {
+                    confab_core::clock::sleep(delay).await;
+                }
+                Ok(sse_chunk(&c))
+            })
+            .chain(ending(FINISH))
+            .boxed(),
+        Reply::CutAfter(chunks) => chunks_of(chunks),
+        Reply::Delayed { delay, chunks } => futures::stream::once(async move {
+            confab_core::clock::sleep(delay).await;
+            Ok(String::new())
+        })
+        .chain(chunks_of(chunks))
+        .chain(ending(FINISH))
+        .boxed(),
+        Reply::Stall { before } => chunks_of(before)
+            .chain(hold(Arc::new(tokio::sync::Notify::new())))
+            .boxed(),
+        Reply::Filtered(chunks) => chunks_of(chunks).chain(ending(FILTERED)).boxed(),
         Reply::Gated { before, gate, after } => {
-            let first = futures::stream::iter(before).map(|c| Ok::<_, std::io::Error>(sse_chunk(&c)));
-            let wait = futures::stream::once(async move {
-                gate.notified().await;
-                Ok::<_, std::io::Error>(String::new())
-            });
-            let rest = futures::stream::iter(after).map(|c| Ok::<_, std::io::Error>(sse_chunk(&c)));
-            let end = futures::stream::iter([Ok::<_, std::io::Error>(FINISH.to_string())]);
-            return Response::builder()
-                .header("content-type", "text/event-stream")
-                .body(Body::from_stream(first.chain(wait).chain(rest).chain(end)))
-                .expect("response");
+            chunks_of(before)
+                .chain(hold(gate))
+                .chain(chunks_of(after))
+                .chain(ending(FINISH))
+                .boxed()
         }
     };
-    let body = futures::stream::iter(chunks)
-        .then(move |c| async move {
-            if !delay.is_zero() {
-                confab_core::clock::sleep(delay).await;
-            }
-            Ok::<_, std::io::Error>(sse_chunk(&c))
-        })
-        .chain(futures::stream::iter(if cut {
-            vec![]
-        } else {
-            vec![Ok(FINISH.to_string())]
-        }));
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .header("cache-control", "no-cache")
-        .body(Body::from_stream(body))
-        .expect("response")
+    sse(&shared, body)
 }

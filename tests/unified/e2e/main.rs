@@ -8,6 +8,7 @@
 // integration-test crates and test-support libraries).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api_agent_errors;
 mod api_auth;
 mod api_chat;
 mod api_export_delete;

@@ -22,6 +22,13 @@ pub enum ChatEvent {
         seq: i64,
         content: String,
     },
+    /// The user stopped the reply; it is stored with what it had.
+    Stopped {
+        thread_id: ThreadId,
+        message_id: MessageId,
+        seq: i64,
+        content: String,
+    },
     /// A reply failed (or could not start), with a specific code and a
     /// sentence for the user.
     Failed {
@@ -32,6 +39,13 @@ pub enum ChatEvent {
         code: String,
         message: String,
         retryable: bool,
+        /// What the reply had written before it failed (kept, shown as
+        /// incomplete).
+        #[serde(default)]
+        partial: String,
+        /// The generation's id, as in the server's log line.
+        #[serde(default)]
+        request_id: Option<uuid::Uuid>,
     },
 }
 
@@ -46,4 +60,9 @@ pub struct Piece {
     /// piece twice (live and on resume) applies it once.
     pub index: u64,
     pub text: String,
+    /// Now and then (a few times a second), the whole reply so far rendered
+    /// and sanitised like a finished one, so clients show Markdown while it
+    /// streams without rendering untrusted text themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
 }

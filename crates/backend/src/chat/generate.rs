@@ -2,28 +2,50 @@
 //! [`Chat`]), not by the socket that asked for it: a dropped connection
 //! neither stops nor loses it. The reply row is inserted `streaming` with
 //! the thread's next sequence number when generation starts (so a client
-//! resuming mid-reply finds it), each piece goes to the live stream and the
-//! user's channel, and the row is completed or failed in place at the end.
-//! Every outcome, our own failures included, ends the row: a reply left
-//! `streaming` would spin in every client.
+//! resuming mid-reply finds it), as the question's current attempt; each
+//! piece goes to the live stream and the user's channel, and the row is
+//! completed, failed or stopped in place at the end. Every outcome, our own
+//! failures included, ends the row: a reply left `streaming` would spin in
+//! every client.
 
 use super::{Chat, ChatEvent, Piece};
 use crate::{
-    agent::{ChatMessage, ProviderError, TokenStream},
+    agent::ProviderError,
     domain::{Role, Status},
     error::Error,
+    markdown,
     store::{self, messages::NewMessage},
 };
-use confab_core::ids::{MessageId, ThreadId, UserId};
-use confab_core::sync::MutexExt;
+use confab_core::{
+    clock,
+    ids::{MessageId, ThreadId, UserId},
+    sync::MutexExt,
+};
 use futures::StreamExt;
 use std::{sync::Arc, time::Duration};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-/// Waits before automatic retries of a transient failure before the first token.
-const RETRY_BACKOFF: [Duration; 2] = [Duration::from_millis(250), Duration::from_millis(1000)];
+/// How often a streaming reply's pieces carry the rendered reply so far.
+const RENDER_EVERY: Duration = Duration::from_millis(150);
+
+/// How a reply's stream ended.
+enum Ending {
+    Complete,
+    Stopped,
+    Failed(ProviderError),
+}
+
+/// The reply row being written.
+struct Reply {
+    id: MessageId,
+    seq: i64,
+    question_seq: i64,
+    request_id: uuid::Uuid,
+}
 
 impl Chat {
-    /// Start writing the reply to `question` in a task owned by the thread.
+    /// Start writing a reply to `question` in a task owned by the thread.
     pub(super) fn start_reply(&self, user: UserId, thread: ThreadId, question: MessageId) {
         let this = self.clone();
         self.inner.tasks.spawn(async move {
@@ -39,6 +61,18 @@ impl Chat {
         locks.entry(thread).or_default().clone()
     }
 
+    /// Stop reply `id` if this process is writing it; false if it is not.
+    pub(crate) fn stop_local(&self, id: MessageId) -> bool {
+        let running = self.inner.running.locked();
+        match running.get(&id) {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
     async fn generate(
         &self,
         user: UserId,
@@ -52,10 +86,10 @@ impl Chat {
             // question unanswered (retryable) rather than start what cannot finish.
             return Ok(());
         }
-        let started = confab_core::clock::instant();
-        let (id, seq) = match self.insert_reply(user, thread, question).await {
+        let started = clock::instant();
+        let reply = match self.insert_reply(user, thread, question).await {
             Ok(v) => v,
-            Err(e @ Error::NotRetryable) => {
+            Err(e @ Error::ReplyInProgress) => {
                 let message = e.public_message();
                 self.publish_failed(user, thread, None, e.code(), &message, false)
                     .await;
@@ -68,13 +102,41 @@ impl Chat {
                 return Err(e);
             }
         };
+        let id = reply.id;
+        let stop = CancellationToken::new();
+        self.inner.running.locked().insert(id, stop.clone());
+        let span = tracing::info_span!(
+            "reply",
+            request_id = %reply.request_id,
+            user = %user,
+            %thread,
+            message = %id,
+        );
+        let result = self
+            .write_reply(user, thread, &reply, started, stop)
+            .instrument(span)
+            .await;
+        self.inner.running.locked().remove(&id);
+        result
+    }
 
+    async fn write_reply(
+        &self,
+        user: UserId,
+        thread: ThreadId,
+        reply: &Reply,
+        started: std::time::Instant,
+        stop: CancellationToken,
+    ) -> Result<(), Error> {
+        let (id, seq) = (reply.id, reply.seq);
         let mut text = String::new();
         let mut vanished = false;
-        let outcome = self.stream_reply(user, thread, id, seq, &mut text).await;
+        let outcome = self
+            .stream_reply(user, thread, reply, &stop, &mut text)
+            .await;
         let db = &self.inner.db;
         let result = match outcome {
-            Ok(Ok(())) => match store::messages::complete(db, id, &text).await {
+            Ok(Ending::Complete) => match store::messages::complete(db, id, &text).await {
                 Ok(false) => {
                     // The thread was deleted while the reply was written.
                     vanished = true;
@@ -95,14 +157,56 @@ impl Chat {
                 }
                 Err(e) => Err(Error::from(e)),
             },
-            Ok(Err(provider)) => {
-                tracing::warn!(error = %provider, %thread, message = %id, "reply failed");
-                metrics::counter!("chat_reply_failures_total", "code" => provider.code())
-                    .increment(1);
+            Ok(Ending::Stopped) => {
+                tracing::info!(chars = text.chars().count(), "reply stopped by its user");
+                metrics::counter!("chat_replies_stopped_total").increment(1);
+                let stored = store::messages::stop(db, id, &text).await;
+                let stopped = ChatEvent::Stopped {
+                    thread_id: thread,
+                    message_id: id,
+                    seq,
+                    content: text.clone(),
+                };
+                self.publish(user, &stopped).await;
+                stored.map_err(Error::from)
+            }
+            Ok(Ending::Failed(provider)) => {
+                let kind = provider.kind().as_str();
                 let (code, message) = (provider.code(), provider.user_message());
+                let retryable = provider.is_retryable();
+                // The one line an operator needs for this failure.
+                tracing::warn!(
+                    request_id = %reply.request_id,
+                    user_id = %user,
+                    thread_id = %thread,
+                    message_id = %id,
+                    provider = self.inner.provider.info().kind,
+                    kind,
+                    code,
+                    retryable,
+                    latency_ms = started.elapsed().as_millis() as u64,
+                    partial_chars = text.chars().count(),
+                    error = %provider,
+                    "reply failed"
+                );
+                metrics::counter!("chat_reply_failures_total", "code" => code).increment(1);
+                metrics::counter!(
+                    "llm_failures_total",
+                    "provider" => self.inner.provider.info().kind,
+                    "kind" => kind
+                )
+                .increment(1);
                 let stored = store::messages::fail(db, id, &text, code, &message).await;
-                self.publish_failed(user, thread, Some(id), code, &message, true)
-                    .await;
+                let failed = ChatEvent::Failed {
+                    thread_id: thread,
+                    message_id: Some(id),
+                    code: code.into(),
+                    message,
+                    retryable,
+                    partial: text.clone(),
+                    request_id: Some(reply.request_id),
+                };
+                self.publish(user, &failed).await;
                 stored.map_err(Error::from)
             }
             Err(e) => Err(e),
@@ -112,9 +216,17 @@ impl Chat {
             let message =
                 "Something went wrong on our side while writing this reply. Retry to try again.";
             let _ = store::messages::fail(db, id, &text, "internal", message).await;
-            self.publish_failed(user, thread, Some(id), "internal", message, true)
-                .await;
-            tracing::error!(error = %e, %thread, message = %id, "reply aborted");
+            let failed = ChatEvent::Failed {
+                thread_id: thread,
+                message_id: Some(id),
+                code: "internal".into(),
+                message: message.into(),
+                retryable: true,
+                partial: text.clone(),
+                request_id: Some(reply.request_id),
+            };
+            self.publish(user, &failed).await;
+            tracing::error!(error = %e, "reply aborted");
         }
         if vanished {
             // Nothing may keep the pieces of a deleted conversation.
@@ -125,18 +237,24 @@ impl Chat {
         result
     }
 
-    /// Insert the `streaming` reply row with the thread's next seq. A
-    /// question that already has a good reply (a second retry racing the
-    /// first) is refused by a unique index.
+    /// Insert the `streaming` reply row with the thread's next seq, as the
+    /// question's current attempt, and announce it (so clients put it in
+    /// place of an attempt it replaces). A question already being answered
+    /// (a second Retry racing the first) is refused by a unique index.
     async fn insert_reply(
         &self,
         user: UserId,
         thread: ThreadId,
         question: MessageId,
-    ) -> Result<(MessageId, i64), Error> {
+    ) -> Result<Reply, Error> {
         let info = self.inner.provider.info();
+        let q = store::messages::get(&self.inner.db, user, question)
+            .await?
+            .ok_or(Error::NotFound("That message does not exist."))?;
+        let request_id = uuid::Uuid::new_v4();
         let mut tx = self.inner.db.begin().await?;
         let seq = store::threads::next_seq(&mut tx, thread).await?;
+        store::messages::supersede_replies(&mut tx, question).await?;
         let inserted = store::messages::insert(
             &mut *tx,
             NewMessage {
@@ -151,87 +269,82 @@ impl Chat {
                 reply_to: Some(question),
                 model: Some(&info.model),
                 provider: Some(info.kind),
+                request_id: Some(request_id),
             },
         )
         .await;
         match inserted {
             Ok(reply) => {
                 tx.commit().await?;
-                Ok((reply.id, seq))
+                let id = reply.id;
+                self.publish(user, &ChatEvent::Stored { message: reply })
+                    .await;
+                Ok(Reply {
+                    id,
+                    seq,
+                    question_seq: q.seq,
+                    request_id,
+                })
             }
-            Err(e) if store::is_unique_violation(&e, "messages_one_good_reply") => {
-                Err(Error::NotRetryable)
+            Err(e) if store::is_unique_violation(&e, "messages_one_attempt_streaming") => {
+                Err(Error::ReplyInProgress)
             }
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Stream the provider's reply into pieces. The outer error is ours
-    /// (context query); the inner one the provider's.
+    /// Stream the provider's reply into pieces. The error is ours (context
+    /// query); the provider's failures are an [`Ending`].
     async fn stream_reply(
         &self,
         user: UserId,
         thread: ThreadId,
-        id: MessageId,
-        seq: i64,
+        reply: &Reply,
+        stop: &CancellationToken,
         text: &mut String,
-    ) -> Result<Result<(), ProviderError>, Error> {
-        let context = self.context(thread, seq).await?;
-        let mut stream = match self.open_stream(context).await {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
+    ) -> Result<Ending, Error> {
+        // The conversation up to the question: a regenerated answer to an
+        // earlier question does not see what came after it.
+        let context = self.context(thread, reply.question_seq + 1).await?;
+        let shutdown = &self.inner.shutdown;
+        // Stopping drops the stream, which closes the provider connection.
+        let mut stream = tokio::select! {
+            s = self.inner.provider.stream(context) => match s {
+                Ok(s) => s,
+                Err(e) => return Ok(Ending::Failed(e)),
+            },
+            _ = stop.cancelled() => return Ok(Ending::Stopped),
+            _ = shutdown.cancelled() => return Ok(Ending::Failed(ProviderError::Cut)),
         };
         let mut index = 0u64;
+        let mut rendered_at = clock::instant();
         loop {
             let next = tokio::select! {
                 n = stream.next() => n,
-                _ = self.inner.shutdown.cancelled() => Some(Err(ProviderError::Cut)),
+                _ = stop.cancelled() => return Ok(Ending::Stopped),
+                _ = shutdown.cancelled() => Some(Err(ProviderError::Cut)),
             };
             match next {
-                None => return Ok(Ok(())),
-                Some(Err(e)) => return Ok(Err(e)),
+                None => return Ok(Ending::Complete),
+                Some(Err(e)) => return Ok(Ending::Failed(e)),
                 Some(Ok(piece)) => {
                     text.push_str(&piece);
-                    self.append_live(id, index, &piece).await;
+                    self.append_live(reply.id, index, &piece).await;
+                    let html = (index == 0 || rendered_at.elapsed() >= RENDER_EVERY).then(|| {
+                        rendered_at = clock::instant();
+                        markdown::render(text)
+                    });
                     let delta = ChatEvent::Delta(Piece {
                         thread_id: thread,
-                        message_id: id,
-                        seq,
+                        message_id: reply.id,
+                        seq: reply.seq,
                         index,
                         text: piece,
+                        html,
                     });
                     self.publish(user, &delta).await;
                     index += 1;
                 }
-            }
-        }
-    }
-
-    /// Open the provider's stream, retrying transient failures that happen
-    /// before the first token (after it, a retry would repeat text).
-    async fn open_stream(&self, context: Vec<ChatMessage>) -> Result<TokenStream, ProviderError> {
-        let mut attempt = 0;
-        loop {
-            let result = match self.inner.provider.stream(context.clone()).await {
-                Ok(mut s) => match s.next().await {
-                    Some(Ok(first)) => {
-                        Ok(futures::stream::once(async { Ok(first) }).chain(s).boxed())
-                    }
-                    Some(Err(e)) => Err(e),
-                    None => Ok(futures::stream::empty().boxed()),
-                },
-                Err(e) => Err(e),
-            };
-            match result {
-                Err(e) if e.is_transient() && attempt < RETRY_BACKOFF.len() => {
-                    tracing::info!(error = %e, attempt, "transient provider failure, retrying");
-                    tokio::select! {
-                        _ = confab_core::clock::sleep(RETRY_BACKOFF[attempt]) => {}
-                        _ = self.inner.shutdown.cancelled() => return Err(ProviderError::Cut),
-                    }
-                    attempt += 1;
-                }
-                other => return other,
             }
         }
     }
@@ -251,6 +364,8 @@ impl Chat {
             code: code.into(),
             message: message.into(),
             retryable,
+            partial: String::new(),
+            request_id: None,
         };
         self.publish(user, &failed).await;
     }

@@ -8,10 +8,13 @@
 //! - [`send`](send.rs): store a user message, deduplicated on its client id,
 //!   with the thread's next sequence number; announce it; start its reply.
 //! - [`generate`](generate.rs): write a reply, in a task owned by the thread
-//!   (not the socket that asked): provider retries with backoff before the
-//!   first token, and every outcome ends the reply row.
+//!   (not the socket that asked), as its question's current attempt; every
+//!   outcome (complete, failed, stopped) ends the reply row. (Retries before
+//!   the first token and the circuit breaker are the provider's, see
+//!   `agent::resilience`.)
 //! - [`context`](context.rs): which earlier messages the model sees.
-//! - [`retry`](retry.rs): which messages may be retried, and retrying them.
+//! - [`retry`](retry.rs): Retry and Regenerate (a fresh attempt at a
+//!   question) and Stop generating.
 //! - [`resume`](resume.rs): everything after a sequence number.
 //! - [`live`](live.rs): the per-reply live stream in Redis (deltas kept for
 //!   resuming clients).
@@ -32,7 +35,10 @@ pub use event::{ChatEvent, Piece};
 pub use send::Sent;
 
 use crate::agent::Provider;
-use confab_core::{ids::ThreadId, keys::Keys};
+use confab_core::{
+    ids::{MessageId, ThreadId},
+    keys::Keys,
+};
 use sqlx::PgPool;
 use std::{
     collections::HashMap,
@@ -58,6 +64,8 @@ struct Inner {
     /// One generation at a time per thread (in this process), so replies to
     /// quick successive messages come in order.
     thread_locks: Mutex<HashMap<ThreadId, Arc<tokio::sync::Mutex<()>>>>,
+    /// The replies this process is writing, each with its Stop switch.
+    running: Mutex<HashMap<MessageId, CancellationToken>>,
     context_chars: usize,
 }
 
@@ -79,6 +87,7 @@ impl Chat {
                 shutdown,
                 tasks: TaskTracker::new(),
                 thread_locks: Mutex::new(HashMap::new()),
+                running: Mutex::new(HashMap::new()),
                 context_chars,
             }),
         }
@@ -116,6 +125,8 @@ pub(crate) mod tests {
             reply_to: None,
             error_code: None,
             error_message: None,
+            current: true,
+            request_id: None,
             created_at: chrono::DateTime::UNIX_EPOCH,
         }
     }

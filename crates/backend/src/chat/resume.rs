@@ -37,6 +37,7 @@ impl Chat {
                         seq,
                         index,
                         text,
+                        html: None,
                     }));
                 }
             }

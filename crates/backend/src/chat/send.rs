@@ -81,6 +81,7 @@ impl Chat {
                 reply_to: None,
                 model: None,
                 provider: None,
+                request_id: None,
             },
         )
         .await;

@@ -21,7 +21,7 @@ impl Role {
 
 /// Where a message is in its life (`messages.status`): a question is
 /// `complete` when stored; a reply is `streaming` while it is written, then
-/// `complete` or `failed`.
+/// `complete` or `failed`, or `stopped` when its user stopped it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
@@ -29,6 +29,7 @@ pub enum Status {
     Complete,
     Streaming,
     Failed,
+    Stopped,
 }
 
 impl Status {
@@ -37,6 +38,7 @@ impl Status {
             Status::Complete => "complete",
             Status::Streaming => "streaming",
             Status::Failed => "failed",
+            Status::Stopped => "stopped",
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::{
     store::import::{NewMessage, NewThread},
 };
 use confab_core::ids::{MessageId, ThreadId};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// Limits on one import, besides its size in bytes (`CONFAB_IMPORT_MAX_BYTES`).
 pub const MAX_THREADS: usize = 10_000;
@@ -95,7 +95,6 @@ fn plan_thread(i: usize, mut t: schema::Thread) -> Result<NewThread, Error> {
     })?;
     t.messages.sort_by_key(|m| m.seq);
     let mut ids: HashMap<uuid::Uuid, (MessageId, Role)> = HashMap::new();
-    let mut answered: HashSet<MessageId> = HashSet::new();
     let mut messages = Vec::with_capacity(t.messages.len());
     for (j, m) in t.messages.into_iter().enumerate() {
         let at = || format!("Conversation {}, message {}", i + 1, j + 1);
@@ -112,6 +111,7 @@ fn plan_thread(i: usize, mut t: schema::Thread) -> Result<NewThread, Error> {
         let (mut status, mut error) = match m.status.as_str() {
             "complete" => (Status::Complete, None),
             "failed" => (Status::Failed, m.error.clone()),
+            "stopped" => (Status::Stopped, None),
             // A reply that was still being written cannot finish here.
             "streaming" => (
                 Status::Failed,
@@ -122,7 +122,7 @@ fn plan_thread(i: usize, mut t: schema::Thread) -> Result<NewThread, Error> {
             ),
             other => {
                 return Err(bad(format!(
-                    "{}: status {other:?} is not complete, failed or streaming.",
+                    "{}: status {other:?} is not complete, failed, stopped or streaming.",
                     at()
                 )))
             }
@@ -141,14 +141,9 @@ fn plan_thread(i: usize, mut t: schema::Thread) -> Result<NewThread, Error> {
             return Err(bad(format!("{}: the id {} appears twice.", at(), m.id)));
         }
         // A reply keeps its link only to a question earlier in the same
-        // conversation, and a question keeps at most one good reply (the
-        // database allows no more).
+        // conversation (every attempt at it; the newest becomes current).
         let reply_to = match (role, m.reply_to.and_then(|r| ids.get(&r).copied())) {
-            (Role::Assistant, Some((q, Role::User)))
-                if status == Status::Failed || answered.insert(q) =>
-            {
-                Some(q)
-            }
+            (Role::Assistant, Some((q, Role::User))) => Some(q),
             _ => None,
         };
         if status == Status::Failed && error.is_none() {
@@ -221,8 +216,8 @@ mod tests {
         assert_eq!(m.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(m[0].role, Role::User);
         assert_eq!(m[1].reply_to, Some(m[0].id));
-        // A second good reply to the same question loses its link.
-        assert_eq!(m[2].reply_to, None);
+        // A regenerated reply is another attempt at the same question.
+        assert_eq!(m[2].reply_to, Some(m[0].id));
         assert!(m
             .iter()
             .all(|x| x.id.to_string() != Q && x.id.to_string() != A));

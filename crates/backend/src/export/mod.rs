@@ -357,6 +357,7 @@ fn markdown_message(buf: &mut String, m: &schema::Message, level: &str) {
             let _ = writeln!(buf, "\n> **This reply failed.** {why}");
         }
         "streaming" => buf.push_str("\n> *This reply was still being written when exported.*\n"),
+        "stopped" => buf.push_str("\n> *Stopped before it was finished.*\n"),
         _ => {}
     }
 }

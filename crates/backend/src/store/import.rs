@@ -71,9 +71,11 @@ pub async fn insert_thread(
         let errors: Vec<Option<&str>> = chunk.iter().map(|m| m.error_message.as_deref()).collect();
         sqlx::query(
             "INSERT INTO messages (id, thread_id, user_id, seq, role, status, content, created_at,
-                                   updated_at, reply_to, model, provider, error_code, error_message)
+                                   updated_at, reply_to, model, provider, error_code, error_message,
+                                   current)
              SELECT u.id, $1, $2, u.seq, u.role, u.status, u.content, u.created_at, u.created_at,
-                    u.reply_to, u.model, u.provider, u.error_code, u.error_message
+                    u.reply_to, u.model, u.provider, u.error_code, u.error_message,
+                    u.reply_to IS NULL
              FROM UNNEST($3::uuid[], $4::bigint[], $5::text[], $6::text[], $7::text[],
                          $8::timestamptz[], $9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[])
                AS u(id, seq, role, status, content, created_at, reply_to, model, provider,
@@ -95,5 +97,16 @@ pub async fn insert_thread(
         .execute(&mut *conn)
         .await?;
     }
+    // Replies go in not current (attempts of one question may span
+    // statements); then each question's newest attempt becomes current.
+    sqlx::query(
+        "UPDATE messages m SET current = true
+         WHERE m.thread_id = $1 AND m.reply_to IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM messages n
+                           WHERE n.thread_id = $1 AND n.reply_to = m.reply_to AND n.seq > m.seq)",
+    )
+    .bind(t.id)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }

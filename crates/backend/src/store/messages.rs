@@ -1,6 +1,8 @@
 //! Messages. A user message is inserted with its sequence number in one
 //! transaction; an assistant reply is inserted as `streaming` when generation
-//! starts and completed (or failed) in one statement when it ends.
+//! starts and completed (or failed, or stopped) in one statement when it
+//! ends. A question can have several replies (attempts: failed, stopped,
+//! regenerated); `current` marks the one the conversation shows.
 
 use crate::domain::{ClientMsgId, Role, Status};
 use chrono::{DateTime, Utc};
@@ -20,10 +22,15 @@ pub struct Message {
     pub reply_to: Option<MessageId>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// For a reply: the attempt its question currently shows (always true
+    /// for user messages).
+    pub current: bool,
+    /// For a reply: the id of the generation that wrote it (in its log lines).
+    pub request_id: Option<uuid::Uuid>,
     pub created_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, thread_id, role, content, status, seq, client_msg_id, reply_to, error_code, error_message, created_at";
+const COLUMNS: &str = "id, thread_id, role, content, status, seq, client_msg_id, reply_to, error_code, error_message, current, request_id, created_at";
 
 pub async fn by_client_id<'e>(
     db: impl PgExecutor<'e>,
@@ -66,6 +73,7 @@ pub struct NewMessage<'a> {
     /// The model and provider writing a reply (`None` for user messages).
     pub model: Option<&'a str>,
     pub provider: Option<&'a str>,
+    pub request_id: Option<uuid::Uuid>,
 }
 
 pub async fn insert<'e>(
@@ -73,8 +81,8 @@ pub async fn insert<'e>(
     m: NewMessage<'_>,
 ) -> Result<Message, sqlx::Error> {
     sqlx::query_as(&format!(
-        "INSERT INTO messages (id, thread_id, user_id, role, content, status, seq, client_msg_id, reply_to, model, provider)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
+        "INSERT INTO messages (id, thread_id, user_id, role, content, status, seq, client_msg_id, reply_to, model, provider, request_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {COLUMNS}"
     ))
     .bind(m.id)
     .bind(m.thread_id)
@@ -87,6 +95,7 @@ pub async fn insert<'e>(
     .bind(m.reply_to)
     .bind(m.model)
     .bind(m.provider)
+    .bind(m.request_id)
     .fetch_one(db)
     .await
 }
@@ -108,8 +117,9 @@ pub async fn list_after(
     .await
 }
 
-/// The completed messages of a thread before `before_seq`, newest first:
-/// the model's context, trimmed by the caller.
+/// The completed messages of a thread before `before_seq`, newest first,
+/// each question with its current reply only: the model's context, trimmed
+/// by the caller.
 pub async fn context(
     pool: &PgPool,
     thread: ThreadId,
@@ -117,7 +127,7 @@ pub async fn context(
     limit: i64,
 ) -> Result<Vec<Message>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM messages WHERE thread_id = $1 AND seq < $2 AND status = 'complete'
+        "SELECT {COLUMNS} FROM messages WHERE thread_id = $1 AND seq < $2 AND status = 'complete' AND current
          ORDER BY seq DESC LIMIT $3"
     ))
     .bind(thread)
@@ -161,13 +171,35 @@ pub async fn fail(
     Ok(())
 }
 
-/// Does this question have a reply that is being written or is complete?
-pub async fn has_live_or_complete_reply(
-    pool: &PgPool,
+/// The reply was stopped by its user: what it had written is kept.
+pub async fn stop(pool: &PgPool, id: MessageId, partial: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE messages SET content = $2, status = 'stopped', updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(partial)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The question's earlier attempts are no longer current: a new one starts
+/// (in the transaction that inserts it).
+pub async fn supersede_replies(
+    conn: &mut sqlx::PgConnection,
     question: MessageId,
-) -> Result<bool, sqlx::Error> {
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE messages SET current = false WHERE reply_to = $1 AND current")
+        .bind(question)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Is a reply to this question being written right now?
+pub async fn has_streaming_reply(pool: &PgPool, question: MessageId) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM messages WHERE reply_to = $1 AND status IN ('streaming', 'complete'))",
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE reply_to = $1 AND status = 'streaming')",
     )
     .bind(question)
     .fetch_one(pool)

@@ -10,7 +10,10 @@ use crate::{
     error::Error,
     identity, AppState,
 };
-use confab_core::{ids::ThreadId, tokens::Claims};
+use confab_core::{
+    ids::{MessageId, ThreadId},
+    tokens::Claims,
+};
 
 /// Handle one client frame; returns the frames to send back directly.
 pub(super) async fn handle(state: &AppState, ctx: &mut Ctx, text: &str) -> Vec<ServerFrame> {
@@ -86,16 +89,27 @@ pub(super) async fn handle(state: &AppState, ctx: &mut Ctx, text: &str) -> Vec<S
             Ok(events) => events.into_iter().map(ServerFrame::from).collect(),
             Err(e) => vec![ServerFrame::from(&e)],
         },
-        ClientFrame::Retry { message_id } => match state.chat.retry(ctx.user, message_id).await {
-            Ok(()) => vec![],
-            Err(e) => {
-                let mut f = ServerFrame::from(&e);
-                if let ServerFrame::Error { message_id: m, .. } = &mut f {
-                    *m = Some(message_id);
-                }
-                vec![f]
+        ClientFrame::Retry { message_id } => {
+            naming(state.chat.retry(ctx.user, message_id).await, message_id)
+        }
+        ClientFrame::Stop { message_id } => {
+            naming(state.chat.stop(ctx.user, message_id).await, message_id)
+        }
+    }
+}
+
+/// No frame on success (what follows arrives through the hub); an error
+/// naming the message otherwise.
+fn naming(result: Result<(), Error>, message_id: MessageId) -> Vec<ServerFrame> {
+    match result {
+        Ok(()) => vec![],
+        Err(e) => {
+            let mut f = ServerFrame::from(&e);
+            if let ServerFrame::Error { message_id: m, .. } = &mut f {
+                *m = Some(message_id);
             }
-        },
+            vec![f]
+        }
     }
 }
 

@@ -3,13 +3,15 @@
 //! revocation channel, and forwards what arrives to the sockets of that user
 //! (or session) it holds. Any instance can therefore serve any socket. A
 //! chat event is turned into its frame once per instance, here, and the same
-//! text goes to each of the user's sockets.
+//! text goes to each of the user's sockets. The hub also hears Stop
+//! requests for replies this instance is writing (the stop channel) and
+//! hands them to the chat domain.
 
 use super::protocol::{close, ServerFrame};
-use crate::chat::ChatEvent;
+use crate::chat::{Chat, ChatEvent};
 use confab_core::sync::MutexExt;
 use confab_core::{
-    ids::{SessionId, UserId},
+    ids::{MessageId, SessionId, UserId},
     keys::Keys,
 };
 use futures::StreamExt;
@@ -42,6 +44,7 @@ pub struct Hub {
 
 struct Inner {
     keys: Keys,
+    chat: Chat,
     next_id: AtomicU64,
     /// True while the pub/sub subscription is live (part of `/readyz`).
     subscribed: AtomicBool,
@@ -74,10 +77,11 @@ impl Drop for Registration {
 }
 
 impl Hub {
-    pub fn new(keys: Keys) -> Self {
+    pub fn new(keys: Keys, chat: Chat) -> Self {
         Self {
             inner: Arc::new(Inner {
                 keys,
+                chat,
                 next_id: AtomicU64::new(1),
                 subscribed: AtomicBool::new(false),
                 users: Mutex::new(HashMap::new()),
@@ -188,11 +192,13 @@ impl Hub {
         let keys = &self.inner.keys;
         pubsub.psubscribe(keys.user_channel_pattern()).await?;
         pubsub.subscribe(keys.revocations_channel()).await?;
+        pubsub.subscribe(keys.stops_channel()).await?;
         let user_prefix = keys
             .user_channel_pattern()
             .trim_end_matches('*')
             .to_string();
         let revocations = keys.revocations_channel();
+        let stops = keys.stops_channel();
         self.inner.subscribed.store(true, Ordering::Release);
         let mut messages = pubsub.on_message();
         while let Some(msg) = messages.next().await {
@@ -203,6 +209,10 @@ impl Hub {
             if channel == revocations {
                 if let Ok(sid) = payload.parse::<SessionId>() {
                     self.revoke(sid);
+                }
+            } else if channel == stops {
+                if let Ok(id) = payload.parse::<MessageId>() {
+                    self.inner.chat.stop_local(id);
                 }
             } else if let Some(user) = channel
                 .strip_prefix(&user_prefix)

@@ -54,13 +54,18 @@ pub enum ClientFrame {
         thread_id: ThreadId,
         after_seq: i64,
     },
+    /// Retry a failed reply or regenerate any finished one.
     Retry {
+        message_id: MessageId,
+    },
+    /// Stop generating a reply (what it has is kept).
+    Stop {
         message_id: MessageId,
     },
     Ping,
 }
 
-pub const CLIENT_TYPES: &[&str] = &["auth", "reauth", "send", "resume", "retry", "ping"];
+pub const CLIENT_TYPES: &[&str] = &["auth", "reauth", "send", "resume", "retry", "stop", "ping"];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Limits {
@@ -90,6 +95,8 @@ pub enum ServerFrame {
         thread_id: ThreadId,
         message_id: MessageId,
         seq: i64,
+        /// `complete`, or `stopped` when the user stopped it.
+        status: &'static str,
         html: String,
     },
     Message {
@@ -108,6 +115,12 @@ pub enum ServerFrame {
         thread_id: Option<ThreadId>,
         #[serde(skip_serializing_if = "Option::is_none")]
         message_id: Option<MessageId>,
+        /// A failed reply's partial text, rendered (kept, shown incomplete).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        html: Option<String>,
+        /// A failed reply's generation id, as in the server log.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<uuid::Uuid>,
     },
     Pong,
 }
@@ -121,6 +134,8 @@ impl ServerFrame {
             client_msg_id: None,
             thread_id: None,
             message_id: None,
+            html: None,
+            request_id: None,
         }
     }
 
@@ -170,6 +185,19 @@ impl From<ChatEvent> for ServerFrame {
                 thread_id,
                 message_id,
                 seq,
+                status: "complete",
+                html: markdown::render(&content),
+            },
+            ChatEvent::Stopped {
+                thread_id,
+                message_id,
+                seq,
+                content,
+            } => ServerFrame::Done {
+                thread_id,
+                message_id,
+                seq,
+                status: "stopped",
                 html: markdown::render(&content),
             },
             ChatEvent::Failed {
@@ -178,6 +206,8 @@ impl From<ChatEvent> for ServerFrame {
                 code,
                 message,
                 retryable,
+                partial,
+                request_id,
             } => ServerFrame::Error {
                 code,
                 message,
@@ -185,6 +215,8 @@ impl From<ChatEvent> for ServerFrame {
                 client_msg_id: None,
                 thread_id: Some(thread_id),
                 message_id,
+                html: (!partial.is_empty()).then(|| markdown::render(&partial)),
+                request_id,
             },
         }
     }
@@ -210,6 +242,7 @@ mod tests {
             content: "**hi** <script>x()</script>".into(),
         });
         assert_eq!(v["type"], "done");
+        assert_eq!(v["status"], "complete");
         assert_eq!(v["thread_id"], thread_id.to_string());
         assert_eq!(v["message_id"], message_id.to_string());
         assert_eq!(v["seq"], 4);
@@ -226,6 +259,8 @@ mod tests {
             code: "agent_timeout".into(),
             message: "Too slow.".into(),
             retryable: true,
+            partial: String::new(),
+            request_id: None,
         });
         assert_eq!(
             v,
@@ -251,6 +286,7 @@ mod tests {
             seq: 2,
             index: 0,
             text: "Hel".into(),
+            html: None,
         }));
         assert_eq!(
             v,
