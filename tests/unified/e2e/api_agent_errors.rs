@@ -35,13 +35,11 @@ async fn row(h: &Harness, id: &Value) -> (String, String, Option<String>, bool) 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_failure_kind_is_classified() {
+async fn status_failures_are_classified() {
     let h = Harness::start_with(
         BUILD,
-        "api_agent_failure_kinds",
+        "api_agent_status_failures",
         env(&[
-            ("CONFAB_LLM_FIRST_TOKEN_TIMEOUT_MS", "250"),
-            ("CONFAB_LLM_IDLE_TIMEOUT_MS", "200"),
             ("CONFAB_LLM_RETRIES", "1"),
             ("CONFAB_LLM_RETRY_BASE_MS", "20"),
             ("CONFAB_LLM_RETRY_MAX_WAIT_MS", "2000"),
@@ -99,6 +97,29 @@ async fn each_failure_kind_is_classified() {
         gap >= Duration::from_secs(1),
         "Retry-After not honoured: {gap:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transport_failures_are_classified() {
+    let h = Harness::start_with(
+        BUILD,
+        "api_agent_transport_failures",
+        env(&[
+            ("CONFAB_LLM_FIRST_TOKEN_TIMEOUT_MS", "250"),
+            ("CONFAB_LLM_IDLE_TIMEOUT_MS", "200"),
+            ("CONFAB_LLM_RETRIES", "1"),
+            ("CONFAB_LLM_RETRY_BASE_MS", "20"),
+            ("CONFAB_LLM_BREAKER_FAILURES", "0"),
+        ]),
+    )
+    .await;
+    let llm = h.llm.as_ref().unwrap();
+    let user = h.sign_up().await;
+    let mut ws = h.socket(&user).await;
+    let ack = ws.send_message("t-0", None, "hello").await;
+    ws.collect_reply().await;
+    let thread = ack["thread_id"].as_str().unwrap().to_string();
+    let t = Some(thread.as_str());
 
     // No first token in time, twice: a timeout after one automatic retry.
     let before = llm.requests().len();
@@ -175,8 +196,8 @@ async fn each_failure_kind_is_classified() {
         .unwrap();
     for needle in [
         "llm_failures_total{provider=\"openai\",kind=\"unreachable\"}",
-        "llm_failures_total{provider=\"openai\",kind=\"bad_key\"}",
-        "llm_retries_total{provider=\"openai\",kind=\"rate_limited\"}",
+        "llm_failures_total{provider=\"openai\",kind=\"stalled\"}",
+        "llm_retries_total{provider=\"openai\",kind=\"timeout\"}",
         "llm_time_to_first_token_seconds",
         "llm_request_seconds",
         "llm_breaker_state{provider=\"openai\"} 0",
