@@ -157,3 +157,34 @@ pub async fn by_testid(c: &Client, id: &str) -> fantoccini::elements::Element {
         .await
         .unwrap_or_else(|e| panic!("no element [data-testid={id}]: {e}"))
 }
+
+/// Log `user` in through the login page; returns once the chat page is
+/// shown and its socket is connected.
+pub async fn log_in(c: &Client, web_url: &str, user: &crate::TestUser) {
+    c.goto(&format!("{web_url}/login"))
+        .await
+        .expect("open login page");
+    by_testid(c, "login-email")
+        .await
+        .send_keys(&user.email)
+        .await
+        .expect("type email");
+    by_testid(c, "login-password")
+        .await
+        .send_keys(&user.password)
+        .await
+        .expect("type password");
+    by_testid(c, "login-submit")
+        .await
+        .click()
+        .await
+        .expect("submit");
+    crate::eventually(15, "the chat socket after logging in", || async {
+        let el = c
+            .find(Locator::Css("[data-testid=connection-status]"))
+            .await
+            .ok()?;
+        (el.attr("data-state").await.ok()?? == "connected").then_some(())
+    })
+    .await;
+}

@@ -14,6 +14,7 @@ mod api_chat;
 mod api_export_delete;
 mod confab_up;
 mod flow01_signup_to_first_chat;
+mod flow06_agent_error_and_retry;
 mod scale_out;
 
 use confab_testkit::Build;

@@ -36,6 +36,7 @@ const chat = {
   byMessageId: new Map(), // message_id → element
   byClientId: new Map(), // client_msg_id → element (user messages)
   streams: new Map(), // message_id → { node, chunks, base } (render.js)
+  sources: new Map(), // message_id → a reply's Markdown (what Copy copies)
 };
 
 export const shownThread = () => chat.threadId;
@@ -51,6 +52,7 @@ function resetView() {
   chat.byMessageId.clear();
   chat.byClientId.clear();
   chat.streams.clear();
+  chat.sources.clear();
   render.clearMessages();
   hideBanner("chat-error");
   hideBanner("thread-missing");
@@ -95,10 +97,11 @@ export async function showThread(id, { push }) {
   // Messages typed while loading were appended already; stored ones go
   // before them.
   const pendingEls = render.listedMessages();
-  const superseded = retriedFailures(messages || []);
   for (const m of messages || []) {
     if (chat.byMessageId.has(m.id)) continue;
-    if (superseded.has(m.id)) {
+    if (isSuperseded(m)) {
+      // An earlier attempt at a question (retried or regenerated): kept in
+      // the history, not shown.
       noteSeq(id, m.seq);
       continue;
     }
@@ -115,29 +118,15 @@ export async function showThread(id, { push }) {
   if (isReady()) sendResume();
 }
 
-/** Failed replies that were retried: a failed assistant message followed by
- *  another reply before the next question. The live view removes them when
- *  the new reply starts; a reload must look the same. */
-function retriedFailures(messages) {
-  const hidden = new Set();
-  let failed = null;
-  for (const m of messages) {
-    if (m.role === "user") {
-      failed = null;
-    } else if (m.role === "assistant") {
-      if (failed) hidden.add(failed);
-      failed = m.status === "failed" ? m.id : null;
-    }
-  }
-  return hidden;
-}
+/** A reply attempt that a later attempt at its question replaced. */
+const isSuperseded = (m) => m.role === "assistant" && m.current === false;
 
 // ---------------------------------------------------------------------------
 // Messages on screen
 // ---------------------------------------------------------------------------
 
-function addMessage({ role, messageId, clientMsgId, status }) {
-  const el = render.messageElement({ role, messageId, clientMsgId, status });
+function addMessage({ role, messageId, clientMsgId, status, replyTo, replace }) {
+  const el = render.messageElement({ role, messageId, clientMsgId, status, replyTo, replace });
   if (messageId) chat.byMessageId.set(messageId, el);
   if (clientMsgId) chat.byClientId.set(clientMsgId, el);
   render.updateEmptyState(chat.loading);
@@ -145,16 +134,24 @@ function addMessage({ role, messageId, clientMsgId, status }) {
 }
 
 /** Render a message from the API (or a replay). */
-function renderStored(m) {
+function renderStored(m, replace) {
   const status = m.status || "complete";
-  const el = addMessage({ role: m.role, messageId: m.id, status });
+  const el = addMessage({ role: m.role, messageId: m.id, status, replyTo: m.reply_to, replace });
   const stream = render.fillStored(el, m, status);
   if (stream) chat.streams.set(m.id, stream);
+  if (m.role === "assistant" && m.content) chat.sources.set(m.id, m.content);
   if (status === "failed") {
     const e = m.error;
     const message = typeof e === "string" ? e : e && e.message;
     const retryable = e && typeof e === "object" && "retryable" in e ? Boolean(e.retryable) : true;
-    markFailed(el, { message: message || "This reply couldn't be completed.", retryable, code: e && e.code });
+    markFailed(el, {
+      message: message || "This reply couldn't be completed.",
+      retryable,
+      code: e && e.code,
+      requestId: m.request_id,
+    });
+  } else if (m.role === "assistant") {
+    showControls(el);
   }
   return el;
 }
@@ -162,7 +159,43 @@ function renderStored(m) {
 function markFailed(el, failure) {
   const id = el.dataset.messageId;
   if (id) chat.streams.delete(id);
-  render.showFailed(el, failure, retry);
+  render.showFailed(
+    el,
+    { ...failure, requestId: failure.requestId || failure.request_id },
+    retry,
+  );
+}
+
+/** The controls a reply offers in its state: Stop while it streams; Copy
+ *  and Regenerate once it is finished. */
+function showControls(el) {
+  const id = el.dataset.messageId;
+  if (el.dataset.role !== "assistant" || !id) return;
+  if (el.dataset.status === "streaming") {
+    render.setStreamingActions(el, stop);
+  } else if (el.dataset.status === "complete" || el.dataset.status === "stopped") {
+    render.setReplyActions(el, { source: () => chat.sources.get(id), onRegenerate: regenerate });
+  }
+}
+
+/** Stop generating: the server keeps what the reply has and ends it with a
+ *  `done` whose status is `stopped`. */
+function stop(el) {
+  const id = el.dataset.messageId;
+  if (!id || !sendFrame({ type: "stop", message_id: id })) {
+    render.setNote(el, "Not connected; try again in a moment.");
+    showControls(el);
+  }
+}
+
+/** Regenerate a finished reply: a new attempt at its question takes its
+ *  place (the server announces it; the old one stays in the history). */
+function regenerate(el) {
+  el.dataset.regenerating = "1";
+  render.clearActions(el);
+  render.setNote(el, "Regenerating…");
+  outbox.queueRetry(el.dataset.messageId);
+  flushOutbox();
 }
 
 /** Retry a failed message. A user message the server refused is sent again
@@ -330,15 +363,18 @@ function onDelta(f) {
   if (el && el.dataset.status === "complete") return; // a replay of a finished reply
   if (el && el.dataset.status === "failed") return;
   if (!el) {
+    // Its start (a `message` frame) was missed: show it at the end.
     supersedeRetried();
     el = addMessage({ role: "assistant", messageId: f.message_id, status: "streaming" });
+    showControls(el);
     bumpThread(f.thread_id);
   } else if (el.dataset.status !== "streaming") {
     // A retried reply that restarts under the same id.
     render.restartStream(el);
     chat.streams.delete(f.message_id);
+    showControls(el);
   }
-  const stream = render.appendDelta(el, chat.streams.get(f.message_id), f.index, f.text || "");
+  const stream = render.appendDelta(el, chat.streams.get(f.message_id), f.index, f.text || "", f.html);
   chat.streams.set(f.message_id, stream);
 }
 
@@ -352,8 +388,12 @@ function onDone(f) {
     supersedeRetried();
     el = addMessage({ role: "assistant", messageId: f.message_id, status: "complete" });
   }
-  render.finishReply(el, f.html);
+  const stream = chat.streams.get(f.message_id);
+  if (stream && !stream.seeded) chat.sources.set(f.message_id, stream.base + stream.chunks.join(""));
+  else if (typeof f.content === "string") chat.sources.set(f.message_id, f.content);
+  render.finishReply(el, f.html, f.status);
   chat.streams.delete(f.message_id);
+  showControls(el);
 }
 
 /** A stored message replayed by the server on resume. */
@@ -366,6 +406,7 @@ function onStoredMessage(f) {
   bumpThread(threadId);
   if (!isShown(threadId) || chat.loading) return;
   const id = m.id || m.message_id;
+  if (isSuperseded(m) && !chat.byMessageId.has(id)) return;
   if (m.role === "user" && m.client_msg_id && chat.byClientId.has(m.client_msg_id)) {
     // Our own message, stored before the socket dropped and replayed before
     // its (re-sent) ack: it is the acknowledgement, not a second message.
@@ -373,14 +414,45 @@ function onStoredMessage(f) {
     return;
   }
   if (id && chat.byMessageId.has(id)) {
-    if (m.status === "complete" && m.role === "assistant") onDone({ ...m, message_id: id, thread_id: threadId });
+    if ((m.status === "complete" || m.status === "stopped") && m.role === "assistant") {
+      onDone({ ...m, message_id: id, thread_id: threadId, status: m.status });
+    }
     return;
   }
-  renderStored({ ...m, id });
+  // A new attempt at a question (Retry, Regenerate) takes the place of the
+  // attempt on screen.
+  let replace = null;
+  if (m.role === "assistant" && m.reply_to) {
+    replace = render.listedMessages().find((el) => el.dataset.replyTo === m.reply_to && el.dataset.messageId !== id);
+    if (!replace) {
+      replace = render
+        .listedMessages()
+        .find((el) => el.dataset.role === "assistant" && (el.dataset.retrying || el.dataset.regenerating));
+    }
+    if (replace) chat.byMessageId.delete(replace.dataset.messageId);
+  }
+  const el = renderStored({ ...m, id }, replace);
+  if (m.status === "streaming") showControls(el);
   render.updateEmptyState(chat.loading);
 }
 
 function onError(f) {
+  if (f.message_id && !f.thread_id) {
+    // A `retry` or `stop` the server refused (the reply itself is fine).
+    const target = chat.byMessageId.get(f.message_id);
+    if (target) {
+      const wasFailed = target.dataset.retrying;
+      delete target.dataset.retrying;
+      delete target.dataset.regenerating;
+      if (wasFailed) {
+        markFailed(target, { message: f.message, retryable: f.retryable, code: target.dataset.errorCode });
+      } else {
+        render.setNote(target, f.message || "That did not work.");
+        showControls(target);
+      }
+      return;
+    }
+  }
   if (f.message_id) chat.openReplies.delete(f.message_id);
   let el = null;
   if (f.message_id) el = chat.byMessageId.get(f.message_id) || null;
