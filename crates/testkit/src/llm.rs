@@ -39,6 +39,8 @@ pub enum Reply {
     CutAfter(Vec<String>),
     /// Send a stream whose data is not JSON.
     Malformed,
+    /// Stream these chunks, then one whose data is not JSON.
+    MalformedAfter(Vec<String>),
     /// 429 with `Retry-After: <secs>` (no header when `None`).
     RateLimited { retry_after: Option<u64> },
     /// Answer at once (status and headers), then wait `delay` before the
@@ -323,6 +325,9 @@ async fn completions(
             .chain(ending(FINISH))
             .boxed(),
         Reply::CutAfter(chunks) => chunks_of(chunks),
+        Reply::MalformedAfter(chunks) => chunks_of(chunks)
+            .chain(futures::stream::iter([Ok("data: {\"choices\": [\n\n".to_string())]))
+            .boxed(),
         Reply::Delayed { delay, chunks } => futures::stream::once(async move {
             confab_core::clock::sleep(delay).await;
             Ok(String::new())

@@ -145,6 +145,13 @@ async fn transport_failures_are_classified() {
     let (status, content, _, _) = row(&h, &err["message_id"]).await;
     assert_eq!((status.as_str(), content.as_str()), ("failed", "Half way"));
 
+    // A malformed chunk after some text: the text is kept.
+    llm.script([Reply::MalformedAfter(vec!["Some ".into(), "text".into()])]);
+    let (_, err) = failing(&mut ws, "mf-1", t, "garbled?").await;
+    assert_eq!(err["code"], "agent_bad_response", "{err}");
+    assert_eq!(err["retryable"], true);
+    assert_eq!(row(&h, &err["message_id"]).await.1, "Some text");
+
     // The content filter: partial kept, Retry would hit it again.
     llm.script([Reply::Filtered(vec!["Well, ".into()])]);
     let (_, err) = failing(&mut ws, "cf-1", t, "something edgy").await;

@@ -93,13 +93,13 @@ impl Provider for OpenAi {
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_retry_after);
-            let detail: String = resp
-                .text()
-                .await
-                .unwrap_or_default()
-                .chars()
-                .take(300)
-                .collect();
+            // The error body is only for the log; it may not hold the reply
+            // hostage either.
+            let body = tokio::time::timeout_at(first_token_by.into(), resp.text()).await;
+            let detail: String = match body {
+                Ok(Ok(text)) => text.chars().take(300).collect(),
+                _ => String::new(),
+            };
             return Err(if status.as_u16() == 429 {
                 ProviderError::RateLimited {
                     retry_after,
