@@ -35,8 +35,18 @@ fn chromium_binary() -> String {
 impl Browser {
     pub async fn start(artifacts: &Path) -> Self {
         let profile = artifacts.join("chrome-profile");
+        let downloads = downloads_dir(artifacts);
+        std::fs::create_dir_all(&downloads).expect("downloads folder");
         let caps = serde_json::json!({
             "goog:chromeOptions": {
+                // Downloads land in the test's folder without a prompt
+                // (chromedriver applies this to headless Chromium too).
+                "prefs": {
+                    "download.default_directory": downloads.display().to_string(),
+                    "download.prompt_for_download": false,
+                    "download.directory_upgrade": true,
+                    "safebrowsing.enabled": false,
+                },
                 "binary": chromium_binary(),
                 "args": [
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -147,6 +157,29 @@ impl Drop for Browser {
             .status();
         let _ = self.driver.wait();
     }
+}
+
+/// Where a browser started for these artifacts saves its downloads.
+pub fn downloads_dir(artifacts: &Path) -> PathBuf {
+    artifacts.join("downloads")
+}
+
+/// Wait until Chromium has finished downloading a file whose name ends with
+/// `suffix` into `dir` (no `.crdownload` left), and return its path.
+pub async fn downloaded(dir: &Path, suffix: &str) -> PathBuf {
+    crate::eventually(15, &format!("a downloaded *{suffix} in {}", dir.display()), || async {
+        let entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        if entries.iter().any(|p| p.extension().is_some_and(|x| x == "crdownload")) {
+            return None;
+        }
+        entries
+            .into_iter()
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(suffix)))
+    })
+    .await
 }
 
 /// Wait for an element by `data-testid`.

@@ -222,6 +222,14 @@ impl Harness {
         url
     }
 
+    /// The process id of the first running process of `service`.
+    pub fn pid(&self, service: &str) -> Option<u32> {
+        self.procs
+            .iter()
+            .find(|p| p.service == service)
+            .and_then(|p| p.pid())
+    }
+
     /// The log of one service so far.
     pub fn log(&self, service: &str) -> String {
         std::fs::read_to_string(self.artifacts.join(format!("{service}.log"))).unwrap_or_default()

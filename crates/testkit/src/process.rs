@@ -104,6 +104,11 @@ impl Proc {
     }
 
     /// SIGTERM (graceful shutdown), then SIGKILL after a grace period.
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;

@@ -23,9 +23,15 @@ pub fn unique_email(tag: &str) -> String {
 
 impl TestUser {
     pub async fn sign_up(h: &Harness) -> Self {
+        Self::sign_up_named(h, "Test User").await
+    }
+
+    /// A user with the given display name (unique names let a test look
+    /// for this user's traces in every store).
+    pub async fn sign_up_named(h: &Harness, display_name: &str) -> Self {
         let email = unique_email("user");
         let password = "correct horse battery staple".to_string();
-        let display_name = "Test User".to_string();
+        let display_name = display_name.to_string();
         let resp = h
             .http
             .post(format!("{}/v1/auth/signup", h.auth_url))
