@@ -167,18 +167,26 @@ pub fn downloads_dir(artifacts: &Path) -> PathBuf {
 /// Wait until Chromium has finished downloading a file whose name ends with
 /// `suffix` into `dir` (no `.crdownload` left), and return its path.
 pub async fn downloaded(dir: &Path, suffix: &str) -> PathBuf {
-    crate::eventually(15, &format!("a downloaded *{suffix} in {}", dir.display()), || async {
-        let entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        if entries.iter().any(|p| p.extension().is_some_and(|x| x == "crdownload")) {
-            return None;
-        }
-        entries
-            .into_iter()
-            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(suffix)))
-    })
+    crate::eventually(
+        15,
+        &format!("a downloaded *{suffix} in {}", dir.display()),
+        || async {
+            let entries: Vec<PathBuf> = std::fs::read_dir(dir)
+                .ok()?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            if entries
+                .iter()
+                .any(|p| p.extension().is_some_and(|x| x == "crdownload"))
+            {
+                return None;
+            }
+            entries.into_iter().find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().ends_with(suffix))
+            })
+        },
+    )
     .await
 }
 

@@ -63,12 +63,15 @@ const ASSETS: &[Asset] = &[
     js!("js/api.js"),
     js!("js/banners.js"),
     js!("js/account.js"),
+    js!("js/data.js"),
+    js!("js/settings-data.js"),
     // The chat.
     js!("js/socket.js"),
     js!("js/outbox.js"),
     js!("js/render.js"),
     js!("js/threads.js"),
     js!("js/chat.js"),
+    js!("js/thread-actions.js"),
     // One entry per page.
     js!("js/pages/app.js"),
     js!("js/pages/auth.js"),

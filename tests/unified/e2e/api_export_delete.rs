@@ -148,14 +148,26 @@ async fn another_users_thread_is_not_found_and_untouched() {
 
     // The zip of everything: a JSON entry and one Markdown file per thread,
     // a well-formed archive (local headers first, the end record last).
-    let resp = h.http.get(format!("{b}/v1/export?format=zip")).bearer_auth(&alice.access_token).send().await.unwrap();
+    let resp = h
+        .http
+        .get(format!("{b}/v1/export?format=zip"))
+        .bearer_auth(&alice.access_token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["content-type"], "application/zip");
     let zip = resp.bytes().await.unwrap();
     assert!(zip.starts_with(b"PK\x03\x04"), "not a zip");
     let tail = &zip[zip.len().saturating_sub(22)..];
-    assert!(tail.starts_with(b"PK\x05\x06"), "no end of central directory record");
+    assert!(
+        tail.starts_with(b"PK\x05\x06"),
+        "no end of central directory record"
+    );
     let names = String::from_utf8_lossy(&zip);
-    assert!(names.contains("/conversations.json") && names.contains("/chats/0001-"), "entries missing");
+    assert!(
+        names.contains("/conversations.json") && names.contains("/chats/0001-"),
+        "entries missing"
+    );
 
     // Alice renames her own thread; the export names the file after it.
     let (s, body) = h

@@ -15,6 +15,7 @@ mod api_export_delete;
 mod confab_up;
 mod flow01_signup_to_first_chat;
 mod flow06_agent_error_and_retry;
+mod flow09_export_and_delete;
 mod scale_out;
 
 use confab_testkit::Build;

@@ -19,17 +19,25 @@ fn proc_kb(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
     status
         .lines()
-        .find_map(|l| l.strip_prefix(field)?.trim_start_matches(':').split_whitespace().next()?.parse().ok())
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim_start_matches(':')
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 async fn seed(h: &Harness, user: &str, messages: i64) {
     let threads = (messages / PER_THREAD).max(1);
-    let ws: uuid::Uuid = sqlx::query_scalar("SELECT id FROM workspaces WHERE owner_id = $1::uuid AND is_default")
-        .bind(user)
-        .fetch_one(&h.dbs.backend)
-        .await
-        .unwrap();
+    let ws: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM workspaces WHERE owner_id = $1::uuid AND is_default")
+            .bind(user)
+            .fetch_one(&h.dbs.backend)
+            .await
+            .unwrap();
     sqlx::query(
         "WITH t AS (
            INSERT INTO threads (id, workspace_id, user_id, title, last_seq)
@@ -50,7 +58,10 @@ async fn seed(h: &Harness, user: &str, messages: i64) {
     .execute(&h.dbs.backend)
     .await
     .unwrap();
-    sqlx::query("ANALYZE").execute(&h.dbs.backend).await.unwrap();
+    sqlx::query("ANALYZE")
+        .execute(&h.dbs.backend)
+        .await
+        .unwrap();
 }
 
 async fn export(h: &Harness, token: &str, format: &str) -> (f64, u64) {
@@ -75,30 +86,52 @@ async fn export(h: &Harness, token: &str, format: &str) -> (f64, u64) {
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let bin = args.next().unwrap_or_else(|| "target/release/confab".into());
+    let bin = args
+        .next()
+        .unwrap_or_else(|| "target/release/confab".into());
     let mut sizes: Vec<i64> = args.filter_map(|a| a.parse().ok()).collect();
     if sizes.is_empty() {
         sizes = vec![10_000, 100_000];
     }
     let bin: &'static str = Box::leak(bin.into_boxed_str());
     let tmp: &'static str = Box::leak(
-        std::env::temp_dir().join("confab-bench").display().to_string().into_boxed_str(),
+        std::env::temp_dir()
+            .join("confab-bench")
+            .display()
+            .to_string()
+            .into_boxed_str(),
     );
-    let build = Build { confab_bin: bin, target_tmpdir: tmp };
+    let build = Build {
+        confab_bin: bin,
+        target_tmpdir: tmp,
+    };
     for n in sizes {
         let h = Harness::start_with(
             build,
             &format!("bench_export_{n}"),
-            Options { agent: Agent::Offline, env: vec![("CONFAB_LOG".into(), "warn".into())] },
+            Options {
+                agent: Agent::Offline,
+                env: vec![("CONFAB_LOG".into(), "warn".into())],
+            },
         )
         .await;
         let user = h.sign_up().await;
-        let (s, _) = h.get(&format!("{}/v1/me", h.backend_url), Some(&user.access_token)).await;
+        let (s, _) = h
+            .get(
+                &format!("{}/v1/me", h.backend_url),
+                Some(&user.access_token),
+            )
+            .await;
         assert_eq!(s, 200);
         seed(&h, &user.id, n).await;
         let pid = h.pid("backend").expect("backend pid");
         // Warm up (connections, code paths) on a tiny export, then measure.
-        let (s, _) = h.get(&format!("{}/v1/threads", h.backend_url), Some(&user.access_token)).await;
+        let (s, _) = h
+            .get(
+                &format!("{}/v1/threads", h.backend_url),
+                Some(&user.access_token),
+            )
+            .await;
         assert_eq!(s, 200);
         let rss_before = proc_kb(pid, "VmRSS");
         for format in ["json", "markdown", "zip"] {

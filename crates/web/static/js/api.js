@@ -204,6 +204,15 @@ export async function api(path, { method = "GET", body } = {}, retried = false) 
   return response.json();
 }
 
+/** The account is gone (deleted): forget the token and stop refreshing,
+ *  without navigating, so the page can say what happened. */
+export function endSession() {
+  leaving = true;
+  clearTimeout(session.timer);
+  session.token = null;
+  emit("leave", "account deleted");
+}
+
 /** End the session on the server and go to the login page. */
 export async function logout(button) {
   if (button) {

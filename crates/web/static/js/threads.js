@@ -96,6 +96,28 @@ export function setActive(id) {
   activeId = id;
   markActive();
   setTitle();
+  const actions = $("thread-actions");
+  if (actions) actions.hidden = !id;
+}
+
+/** A thread was deleted: it leaves the list. */
+export function removeThread(id) {
+  threads.delete(id);
+  const li = $("thread-list").querySelector(`li[data-thread-id="${CSS.escape(id)}"]`);
+  if (li) li.remove();
+  updateThreadEmpty();
+}
+
+/** A thread was renamed. */
+export function retitleThread(id, title) {
+  const known = threads.get(id);
+  if (known) threads.set(id, { ...known, title });
+  const a = $("thread-list").querySelector(`a[data-thread-id="${CSS.escape(id)}"]`);
+  if (a) {
+    a.textContent = title;
+    a.title = title;
+  }
+  setTitle();
 }
 
 function updateThreadEmpty() {

@@ -7,6 +7,7 @@ import { showUser } from "../account.js";
 import { hideBanner, showBanner } from "../banners.js";
 import { connectionLost, handleFrame, sendMessage, showNewChat, showThread, shownThread } from "../chat.js";
 import { startSocket } from "../socket.js";
+import { wireThreadActions } from "../thread-actions.js";
 import { loadThreads, threadFromPath } from "../threads.js";
 import { $, sleep } from "../util.js";
 
@@ -85,6 +86,7 @@ function setSidebar(open) {
 // ---------------------------------------------------------------------------
 
 function wireControls() {
+  wireThreadActions();
   const input = $("chat-input");
   $("composer").addEventListener("submit", (event) => {
     event.preventDefault();

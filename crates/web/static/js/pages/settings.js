@@ -1,13 +1,16 @@
-// The settings page: the account card and "log out of this device".
-// Sessions, plan and export get their own modules and sections here.
+// The settings page: the account card, "log out of this device", and your
+// data (export, import, deleting chats or the account). Sessions and plan
+// get their own modules and sections here.
 
-import { api, logout, on, refreshToken } from "../api.js";
+import { api, endSession, logout, on, refreshToken } from "../api.js";
 import { showUser } from "../account.js";
 import { showBanner } from "../banners.js";
+import { wireDataSections } from "../settings-data.js";
 import { $ } from "../util.js";
 
 async function boot() {
   $("logout").addEventListener("click", (event) => logout(event.currentTarget));
+  wireDataSections(endSession);
   on("user", showUser);
   try {
     await refreshToken();
