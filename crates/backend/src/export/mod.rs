@@ -221,6 +221,7 @@ fn message(row: Row) -> Option<schema::Message> {
         content: m.content?,
         created_at: m.created_at?,
         reply_to: m.reply_to.map(|r| r.0),
+        current: m.current.unwrap_or(true),
         model: m.model,
         provider: m.provider,
         error: match (m.error_code, m.error_message) {
@@ -338,6 +339,8 @@ fn markdown_thread(buf: &mut String, row: &Row, level: &str) {
 fn markdown_message(buf: &mut String, m: &schema::Message, level: &str) {
     let who = if m.role == "user" {
         "You".to_string()
+    } else if !m.current {
+        "Assistant (an earlier attempt)".to_string()
     } else {
         match (&m.model, &m.provider) {
             (Some(model), Some(provider)) => format!("Assistant ({model}, {provider})"),

@@ -45,14 +45,19 @@ pub struct Message {
     pub seq: i64,
     /// `user` or `assistant`.
     pub role: String,
-    /// `complete`, `failed` or `streaming` (a reply still being written when
-    /// the export was taken).
+    /// `complete`, `failed`, `stopped` (by its user) or `streaming` (a reply
+    /// still being written when the export was taken).
     pub status: String,
     pub content: String,
     pub created_at: DateTime<Utc>,
     /// For a reply, the id of the question it answers.
     #[serde(default)]
     pub reply_to: Option<Uuid>,
+    /// For a reply: whether it is the attempt the conversation shows (a
+    /// question can have several — failed, stopped, regenerated). Absent
+    /// means true. An import makes each question's newest attempt current.
+    #[serde(default = "yes")]
+    pub current: bool,
     /// The model and provider that wrote a reply (`null` for the user's own
     /// messages and for replies stored before Confab recorded them).
     #[serde(default)]
@@ -62,6 +67,10 @@ pub struct Message {
     /// Why a failed reply failed.
     #[serde(default)]
     pub error: Option<ErrorInfo>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A whole export as an importer reads it.

@@ -29,6 +29,7 @@ pub struct MaybeMessage {
     pub content: Option<String>,
     pub created_at: Option<DateTime<Utc>>,
     pub reply_to: Option<MessageId>,
+    pub current: Option<bool>,
     pub model: Option<String>,
     pub provider: Option<String>,
     pub error_code: Option<String>,
@@ -45,7 +46,7 @@ pub fn rows(
     sqlx::query_as(
         "SELECT t.id AS thread_id, t.title, t.created_at AS thread_created_at,
                 t.updated_at AS thread_updated_at,
-                m.id, m.seq, m.role, m.status, m.content, m.created_at, m.reply_to,
+                m.id, m.seq, m.role, m.status, m.content, m.created_at, m.reply_to, m.current,
                 m.model, m.provider, m.error_code, m.error_message
          FROM threads t LEFT JOIN messages m ON m.thread_id = t.id
          WHERE t.user_id = $1 AND ($2::uuid IS NULL OR t.id = $2)
