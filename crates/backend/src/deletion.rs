@@ -62,7 +62,33 @@ pub async fn delete_account(
     let replies = store::deletion::delete_user(&mut *conn, user).await?;
     purge_live(&state.redis, &state.keys, &replies).await?;
     purge_events(state, user, event).await?;
+    purge_user_keys(state, user).await?;
     Ok(())
+}
+
+/// Every other key under our prefix that names the user (per-user caches
+/// and counters, whatever adds them later: rate limits, quotas).
+async fn purge_user_keys(state: &AppState, user: UserId) -> Result<(), Error> {
+    let pattern = state.keys.naming_pattern(user);
+    let mut conn = state.redis.clone();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
 }
 
 async fn purge_events(state: &AppState, user: UserId, except: &Event) -> Result<(), Error> {

@@ -52,4 +52,27 @@ impl Keys {
     pub fn live_stream(&self, thread: impl Display) -> String {
         format!("{}live:{thread}", self.prefix)
     }
+
+    /// A `SCAN … MATCH` pattern for every key under the prefix whose name
+    /// contains `id`: per-user keys of any kind (caches, counters), so
+    /// account deletion finds them all, including ones added later.
+    pub fn naming_pattern(&self, id: impl Display) -> String {
+        let mut pattern = String::new();
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        format!("{pattern}*{id}*")
+    }
+}
+
+#[cfg(test)]
+mod naming_tests {
+    #[test]
+    fn the_prefix_is_matched_literally() {
+        let keys = super::Keys::new("t[1]*:");
+        assert_eq!(keys.naming_pattern("abc"), "t\\[1\\]\\*:*abc*");
+    }
 }
