@@ -59,6 +59,10 @@ pub struct Config {
     /// expires). Not from the environment: the system's, or a test's
     /// `ManualClock`.
     pub clock: Clock,
+    /// How long an instance's claim on a reply it writes lasts without
+    /// renewal (`CONFAB_REPLY_LEASE_SECS`): a reply whose instance died is
+    /// failed, retryable, between one and one and a half leases later.
+    pub reply_lease: Duration,
 }
 
 impl Config {
@@ -92,6 +96,14 @@ impl Config {
             access_token_ttl_secs: env.parse("CONFAB_ACCESS_TOKEN_TTL_SECS", 900)?,
             import_max_bytes: env.parse("CONFAB_IMPORT_MAX_BYTES", 64 * 1024 * 1024)?,
             clock: Clock::system(),
+            reply_lease: {
+                let var = "CONFAB_REPLY_LEASE_SECS";
+                let secs: u64 = env.parse(var, 10)?;
+                if !(1..=600).contains(&secs) {
+                    return Err(env.invalid(var, "must be 1 to 600 seconds"));
+                }
+                Duration::from_secs(secs)
+            },
         })
     }
 }
@@ -113,9 +125,6 @@ pub struct AppState {
 const DB_POOL_SIZE: u32 = 20;
 /// How long shutdown waits for running replies to be written.
 const GENERATION_STOP_TIMEOUT: Duration = Duration::from_secs(5);
-/// Replies left `streaming` longer than this at start belong to a process
-/// that died (no reply streams for a quarter of an hour).
-const ORPHANED_REPLY_SECS: i64 = 15 * 60;
 
 /// Create the database if needed and apply migrations.
 pub async fn migrate(config: &Config) -> Result<(), Error> {
@@ -156,16 +165,9 @@ pub async fn build(config: Config) -> Result<App, Error> {
         provider,
         shutdown.clone(),
         config.llm.context_chars,
+        config.reply_lease,
     );
     let hub = ws::hub::Hub::new(keys.clone(), chat.clone());
-    // Replies left half-written by a process that died cannot finish now.
-    // The age bound keeps this from touching replies another live instance
-    // is still generating.
-    match store::messages::fail_orphaned(&db, ORPHANED_REPLY_SECS).await {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!(n, "marked interrupted replies as failed"),
-        Err(e) => tracing::warn!(error = %e, "could not check for interrupted replies"),
-    }
     let (listener, _) =
         confab_core::http::bind("backend", &config.common.host, config.common.port).await?;
     let state = AppState {
@@ -205,6 +207,9 @@ impl App {
                 .run(state.config.common.redis_url.clone(), stop.clone()),
         );
         tasks.spawn(events::consume(state.clone()));
+        // Replies whose instance died are failed by whichever instance looks
+        // first (this one, at start, included).
+        tasks.spawn(state.chat.clone().watch_leases(stop.clone()));
 
         let serve_stop = stop.clone();
         let served = axum::serve(listener, http::router(state.clone()))

@@ -41,6 +41,9 @@ pub struct Options {
     pub agent: Agent,
     /// Extra environment for every service (`CONFAB_*` overrides).
     pub env: Vec<(String, String)>,
+    /// How many backend instances web fronts (its `CONFAB_BACKEND_URL`
+    /// lists them all); at least one.
+    pub backends: usize,
 }
 
 impl Default for Options {
@@ -48,6 +51,7 @@ impl Default for Options {
         Self {
             agent: Agent::StandIn,
             env: Vec::new(),
+            backends: 1,
         }
     }
 }
@@ -58,7 +62,10 @@ impl Default for Options {
 pub struct Harness {
     pub name: String,
     pub auth_url: String,
+    /// The first backend instance (`backend_urls[0]`).
     pub backend_url: String,
+    /// Every backend instance web fronts, in the order web was given them.
+    pub backend_urls: Vec<String>,
     pub web_url: String,
     pub dbs: db::TestDatabases,
     pub redis: redis::aio::ConnectionManager,
@@ -70,6 +77,8 @@ pub struct Harness {
     started: Instant,
     confab_bin: &'static str,
     backend_env: Vec<(String, String)>,
+    /// Where in `procs` each of `backend_urls` runs.
+    backend_procs: Vec<usize>,
 }
 
 /// Paths the harness needs from the test binary (`env!` values are only
@@ -141,6 +150,7 @@ impl Harness {
             name: name.to_string(),
             auth_url,
             backend_url: String::new(),
+            backend_urls: Vec::new(),
             web_url: String::new(),
             dbs,
             redis,
@@ -155,14 +165,19 @@ impl Harness {
             started,
             confab_bin: bin,
             backend_env: backend_env.clone(),
+            backend_procs: Vec::new(),
         };
-        let backend = harness.spawn(bin, "backend", &backend_env).await;
-        harness.backend_url = backend;
+        for _ in 0..options.backends.max(1) {
+            let url = harness.spawn(bin, "backend", &backend_env).await;
+            harness.backend_procs.push(harness.procs.len() - 1);
+            harness.backend_urls.push(url);
+        }
+        harness.backend_url = harness.backend_urls[0].clone();
 
         let mut web_env = common;
         web_env.push(("CONFAB_WEB_PORT".into(), "0".into()));
         web_env.push(("CONFAB_AUTH_URL".into(), harness.auth_url.clone()));
-        web_env.push(("CONFAB_BACKEND_URL".into(), harness.backend_url.clone()));
+        web_env.push(("CONFAB_BACKEND_URL".into(), harness.backend_urls.join(",")));
         let web = harness.spawn(bin, "web", &web_env).await;
         harness.web_url = web;
         for p in &harness.procs {
@@ -228,6 +243,48 @@ impl Harness {
             .iter()
             .find(|p| p.service == service)
             .and_then(|p| p.pid())
+    }
+
+    /// Kill backend instance `i` (of `backend_urls`) with SIGKILL, as a
+    /// crash or the OOM killer would: no graceful shutdown, nothing flushed.
+    pub fn kill_backend(&mut self, i: usize) {
+        self.procs[self.backend_procs[i]].kill();
+    }
+
+    /// Start backend instance `i` again on its old address (web's list of
+    /// instances does not change) and wait until it is ready.
+    pub async fn restart_backend(&mut self, i: usize) {
+        let port = self.backend_urls[i]
+            .rsplit(':')
+            .next()
+            .expect("a port in the URL")
+            .to_string();
+        let mut env = self.backend_env.clone();
+        env.retain(|(k, _)| k != "CONFAB_BACKEND_PORT");
+        env.push(("CONFAB_BACKEND_PORT".into(), port));
+        let p = Proc::spawn(self.confab_bin, "backend", &env, &self.artifacts).await;
+        assert_eq!(p.url, self.backend_urls[i], "restarted on another address");
+        p.wait_ready(&self.http).await;
+        let slot = self.backend_procs[i];
+        self.procs[slot] = p;
+    }
+
+    /// How many chat sockets backend instance `i` holds now (its
+    /// `ws_connections` gauge).
+    pub async fn backend_sockets(&self, i: usize) -> u64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.backend_urls[i]))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        text.lines()
+            .find_map(|l| l.strip_prefix("ws_connections "))
+            .map(|v| v.trim().parse::<f64>().expect("a number") as u64)
+            .unwrap_or(0)
     }
 
     /// The log of one service so far.

@@ -174,6 +174,20 @@ impl Socket {
         }
     }
 
+    /// Send a `ping` and return every frame that arrives before its `pong`:
+    /// what the server had sent this socket up to now.
+    pub async fn frames_until_pong(&mut self) -> Vec<Value> {
+        self.send(json!({"type": "ping"})).await;
+        let mut frames = Vec::new();
+        loop {
+            let f = self.recv().await;
+            if f["type"] == "pong" {
+                return frames;
+            }
+            frames.push(f);
+        }
+    }
+
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// Where the web server listens and where the two services it fronts live.
 ///
-/// The browser only ever talks to this server; `auth_url` and `backend_url`
+/// The browser only ever talks to this server; `auth_url` and `backend_urls`
 /// are internal addresses (usually loopback or a private network) that the
 /// reverse proxy forwards to.
 #[derive(Debug, Clone)]
@@ -13,7 +13,10 @@ pub struct Config {
     pub host: String,
     pub port: u16,
     pub auth_url: String,
-    pub backend_url: String,
+    /// Every backend instance (`CONFAB_BACKEND_URL`, comma-separated): web
+    /// health-checks them and spreads sockets and requests across the live
+    /// ones (see `backends.rs`).
+    pub backend_urls: Vec<String>,
     /// How long a proxied request may wait for the upstream's response
     /// headers, and then for each further piece of a streamed body
     /// (`CONFAB_WEB_UPSTREAM_TIMEOUT_SECS`).
@@ -50,11 +53,7 @@ impl Config {
                 "http://127.0.0.1:8001",
                 &["http", "https"],
             )?,
-            backend_url: env.url(
-                "CONFAB_BACKEND_URL",
-                "http://127.0.0.1:8000",
-                &["http", "https"],
-            )?,
+            backend_urls: backend_urls(env)?,
             upstream_timeout: {
                 let var = "CONFAB_WEB_UPSTREAM_TIMEOUT_SECS";
                 let secs = env.parse::<u64>(var, DEFAULT_UPSTREAM_TIMEOUT_SECS)?;
@@ -75,6 +74,30 @@ impl Config {
     }
 }
 
+/// `CONFAB_BACKEND_URL`: one URL or several separated by commas, each an
+/// `http(s)` URL, no instance twice.
+fn backend_urls(env: &Env) -> Result<Vec<String>, ConfigError> {
+    const VAR: &str = "CONFAB_BACKEND_URL";
+    let raw = env.string(VAR, "http://127.0.0.1:8000");
+    let mut urls: Vec<String> = Vec::new();
+    for item in raw.split(',').map(str::trim) {
+        if item.is_empty() {
+            return Err(env.invalid(VAR, "an empty entry in the list of backend URLs"));
+        }
+        let parsed = reqwest::Url::parse(item)
+            .map_err(|e| env.invalid(VAR, format!("{item:?} is not a valid URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(env.invalid(VAR, format!("{item:?}: URL scheme must be http or https")));
+        }
+        let url = item.trim_end_matches('/').to_string();
+        if urls.contains(&url) {
+            return Err(env.invalid(VAR, format!("{url} is listed twice")));
+        }
+        urls.push(url);
+    }
+    Ok(urls)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,7 +115,38 @@ mod tests {
         let c = Config::from_env(&env).unwrap();
         assert_eq!(c.port, 3000);
         assert_eq!(c.auth_url, "http://127.0.0.1:8001");
-        assert_eq!(c.backend_url, "http://127.0.0.1:8000");
+        assert_eq!(c.backend_urls, vec!["http://127.0.0.1:8000".to_string()]);
+    }
+
+    #[test]
+    fn several_backends_are_a_comma_separated_list() {
+        let mut env = Env::new();
+        env.set("CONFAB_REDIS_URL", "redis://127.0.0.1:6379");
+        env.set("CONFAB_HOST", "127.0.0.1");
+        env.set("CONFAB_WEB_PORT", "0");
+        env.set("CONFAB_AUTH_URL", "http://127.0.0.1:8001");
+        env.set(
+            "CONFAB_BACKEND_URL",
+            "http://10.0.0.5:8000/, http://10.0.0.6:8000",
+        );
+        let c = Config::from_env(&env).unwrap();
+        assert_eq!(
+            c.backend_urls,
+            vec!["http://10.0.0.5:8000", "http://10.0.0.6:8000"]
+        );
+        for bad in [
+            "http://a:1,,http://b:1",
+            "http://a:1,ftp://b",
+            "http://a:1,http://a:1/",
+            "http://a:1,not a url",
+        ] {
+            env.set("CONFAB_BACKEND_URL", bad);
+            let err = Config::from_env(&env).unwrap_err();
+            assert!(
+                err.to_string().starts_with("CONFAB_BACKEND_URL:"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

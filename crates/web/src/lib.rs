@@ -13,6 +13,7 @@
 //! It holds no user state: any number of web processes can run side by side.
 
 mod assets;
+mod backends;
 mod config;
 mod pages;
 mod proxy;
@@ -61,6 +62,8 @@ pub(crate) struct AppState {
     /// an upgrade is refused with 503 instead of running out of descriptors
     /// (mini-redis's connection limit).
     pub sockets: Arc<Semaphore>,
+    /// The backend instances, their health and their socket counts.
+    pub backends: backends::Backends,
 }
 
 impl AppState {
@@ -86,6 +89,7 @@ impl AppState {
         assets::check_modules()?;
         Ok(Self {
             sockets: Arc::new(Semaphore::new(config.max_sockets)),
+            backends: backends::Backends::new(&config.backend_urls),
             config: Arc::new(config),
             http,
             templates: Arc::new(pages::templates()?),
@@ -107,15 +111,30 @@ pub(crate) fn app(state: AppState) -> Router {
     with_common_layers(router.with_state(state), "web")
 }
 
-/// Ready when both services it fronts are ready: a web server that can only
-/// show pages whose every action fails should not get traffic.
+/// Ready when auth and at least one backend instance are ready: a web
+/// server that can only show pages whose every action fails should not get
+/// traffic. The backends are checked afresh, not read from the last
+/// periodic check, so a harness waiting on this sees the truth.
 async fn readyz(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> axum::response::Response {
-    let (auth, backend) = tokio::join!(
+    let (auth, ()) = tokio::join!(
         check_ready(&state.http, &state.config.auth_url),
-        check_ready(&state.http, &state.config.backend_url),
+        state.backends.check_all(&state.http),
     );
+    let states = state.backends.states();
+    let backend = if state.backends.any_up() {
+        Ok(())
+    } else {
+        Err(format!(
+            "no backend instance is ready ({})",
+            states
+                .iter()
+                .map(|(url, _)| url.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    };
     readiness(vec![("auth", auth), ("backend", backend)]).await
 }
 
@@ -140,7 +159,13 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (relays_tx, mut relays_rx) = mpsc::channel::<()>(1);
     let (listener, _addr) = bind("web", &config.host, config.port).await?;
-    let state = AppState::new(config, shutdown_rx, relays_tx)?;
+    let state = AppState::new(config, shutdown_rx.clone(), relays_tx)?;
+    let health = tokio::spawn(
+        state
+            .backends
+            .clone()
+            .watch_health(state.http.clone(), shutdown_rx),
+    );
     let app = app(state);
 
     axum::serve(
@@ -158,6 +183,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     // send their close frames. `recv` yields `None` once every relay's sender
     // clone is gone — the last one was dropped together with the router.
     let _ = tokio::time::timeout(Duration::from_secs(5), relays_rx.recv()).await;
+    health.abort();
     tracing::info!("web stopped");
     Ok(())
 }

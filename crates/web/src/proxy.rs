@@ -36,13 +36,6 @@ impl Upstream {
         }
     }
 
-    fn base(self, s: &AppState) -> &str {
-        match self {
-            Upstream::Auth => &s.config.auth_url,
-            Upstream::Backend => &s.config.backend_url,
-        }
-    }
-
     /// Said to the person using the app, so it names what they feel, not
     /// which process failed.
     fn unavailable_message(self) -> &'static str {
@@ -148,7 +141,11 @@ pub(crate) fn peer_ip(req: &Request) -> Option<IpAddr> {
         .map(|ConnectInfo(addr)| addr.ip())
 }
 
-/// Forward one request and stream the answer back.
+/// Forward one request and stream the answer back. A backend request goes
+/// to the next live instance; when that instance refuses the connection (it
+/// just died) a request without a body is tried on the next one, since
+/// nothing of it reached the first. A request with a body is not: its
+/// body has been handed to the first attempt.
 pub(crate) async fn forward(State(s): State<AppState>, req: Request) -> Response {
     let upstream = Upstream::for_path(req.uri().path());
     let path_and_query = req
@@ -156,34 +153,61 @@ pub(crate) async fn forward(State(s): State<AppState>, req: Request) -> Response
         .path_and_query()
         .map(|pq| pq.as_str().to_owned())
         .unwrap_or_else(|| req.uri().path().to_owned());
-    let url = format!("{}{}", upstream.base(&s), path_and_query);
     let peer = peer_ip(&req);
     let (parts, body) = req.into_parts();
     let headers = upstream_request_headers(&parts.headers, peer);
+    let with_body = has_body(&parts.headers);
+    let mut body = Some(body);
 
-    let mut outgoing = s.http.request(parts.method, &url).headers(headers);
-    if has_body(&parts.headers) {
-        outgoing = outgoing.body(reqwest::Body::wrap_stream(body.into_data_stream()));
+    let candidates: Vec<Option<usize>> = match upstream {
+        Upstream::Auth => vec![None],
+        Upstream::Backend => s.backends.for_request().into_iter().map(Some).collect(),
+    };
+    let last = candidates.len() - 1;
+    for (attempt, instance) in candidates.into_iter().enumerate() {
+        let base = match instance {
+            None => s.config.auth_url.as_str(),
+            Some(i) => s.backends.url(i),
+        };
+        let url = format!("{base}{path_and_query}");
+        let mut outgoing = s
+            .http
+            .request(parts.method.clone(), &url)
+            .headers(headers.clone());
+        if with_body {
+            if let Some(body) = body.take() {
+                outgoing = outgoing.body(reqwest::Body::wrap_stream(body.into_data_stream()));
+            }
+        }
+        // Bounds the wait for the response headers (the body's reads are
+        // bounded by the client's read timeout). Sending the request body is
+        // part of the wait, so a browser that stalls an upload is cut too.
+        let timeout = s.config.upstream_timeout;
+        return match tokio::time::timeout(timeout, outgoing.send()).await {
+            Ok(Ok(res)) => into_response(res),
+            Ok(Err(e)) if e.is_timeout() => {
+                tracing::warn!(?upstream, %url, error = %e, "upstream request timed out");
+                timed_out(upstream)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(?upstream, %url, error = %e, "upstream request failed");
+                if e.is_connect() {
+                    if let Some(i) = instance {
+                        s.backends.mark_down(i);
+                        if !with_body && attempt < last {
+                            continue;
+                        }
+                    }
+                }
+                unavailable(upstream)
+            }
+            Err(_) => {
+                tracing::warn!(?upstream, %url, ?timeout, "upstream did not answer in time");
+                timed_out(upstream)
+            }
+        };
     }
-    // Bounds the wait for the response headers (the body's reads are bounded
-    // by the client's read timeout). Sending the request body is part of the
-    // wait, so a browser that stalls an upload is cut too.
-    let timeout = s.config.upstream_timeout;
-    match tokio::time::timeout(timeout, outgoing.send()).await {
-        Ok(Ok(res)) => into_response(res),
-        Ok(Err(e)) if e.is_timeout() => {
-            tracing::warn!(?upstream, %url, error = %e, "upstream request timed out");
-            timed_out(upstream)
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(?upstream, %url, error = %e, "upstream request failed");
-            unavailable(upstream)
-        }
-        Err(_) => {
-            tracing::warn!(?upstream, %url, ?timeout, "upstream did not answer in time");
-            timed_out(upstream)
-        }
-    }
+    unavailable(upstream)
 }
 
 fn into_response(res: reqwest::Response) -> Response {

@@ -22,7 +22,7 @@ fn config(auth_url: &str, backend_url: &str) -> Config {
         host: "127.0.0.1".into(),
         port: 0,
         auth_url: auth_url.into(),
-        backend_url: backend_url.into(),
+        backend_urls: vec![backend_url.into()],
         upstream_timeout: Duration::from_secs(crate::config::DEFAULT_UPSTREAM_TIMEOUT_SECS),
         max_sockets: crate::config::DEFAULT_MAX_SOCKETS,
     }
@@ -850,5 +850,65 @@ async fn sockets_past_the_cap_are_refused_with_a_503_until_one_closes() {
     assert_eq!(
         next_non_ping(&mut again).await,
         ts::Message::text("hi again")
+    );
+}
+
+#[tokio::test]
+async fn sockets_and_requests_spread_over_live_backends_and_skip_a_dead_one() {
+    // Two live instances that say which one they are, and one dead one.
+    let named = |name: &'static str| {
+        Router::new()
+            .route(
+                "/v1/ws",
+                get(move |upgrade: WebSocketUpgrade| async move {
+                    upgrade.on_upgrade(move |mut socket| async move {
+                        let _ = socket.send(Message::Text(name.into())).await;
+                        while let Some(Ok(m)) = socket.recv().await {
+                            if matches!(m, Message::Close(_)) {
+                                break;
+                            }
+                        }
+                    })
+                }),
+            )
+            .route("/v1/who", get(move || async move { name }))
+    };
+    let a = format!("http://{}", serve(named("a")).await);
+    let b = format!("http://{}", serve(named("b")).await);
+    let dead = dead_url().await;
+    let mut config = config("http://127.0.0.1:9", &a);
+    config.backend_urls = vec![dead.clone(), a, b];
+    let web = serve(app(state_with(config))).await;
+
+    // Four sockets: none fails (the dead instance is skipped), and they are
+    // spread evenly over the two live ones.
+    let mut sockets = Vec::new();
+    let mut landed = Vec::new();
+    for _ in 0..4 {
+        let mut s = open_socket(web, &format!("http://{web}")).await;
+        match next_non_ping(&mut s).await {
+            ts::Message::Text(t) => landed.push(t.to_string()),
+            other => panic!("expected the instance's name, got {other:?}"),
+        }
+        sockets.push(s);
+    }
+    landed.sort();
+    assert_eq!(landed, vec!["a", "a", "b", "b"]);
+
+    // Requests take turns over the live instances and never fail on the dead one.
+    let http = reqwest::Client::new();
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        let res = http
+            .get(format!("http://{web}/v1/who"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        answers.push(res.text().await.unwrap());
+    }
+    assert!(
+        answers.contains(&"a".to_string()) && answers.contains(&"b".to_string()),
+        "{answers:?}"
     );
 }

@@ -18,6 +18,7 @@
 //! is contacted. The browser's client reconnects with backoff.
 
 use crate::{
+    backends::SocketSlot,
     proxy::{self, Upstream},
     AppState,
 };
@@ -93,16 +94,11 @@ pub(crate) async fn upgrade(State(s): State<AppState>, req: Request) -> Response
         return too_many_sockets(s.config.max_sockets);
     };
 
-    let upstream = match connect_upstream(&s, &parts.headers, parts.uri.query(), peer).await {
-        Ok(u) => u,
-        Err(response) => return response,
-    };
-    let selected_protocol = upstream
-        .1
-        .headers()
-        .get(header::SEC_WEBSOCKET_PROTOCOL)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let (upstream, selected_protocol, slot) =
+        match connect_upstream(&s, &parts.headers, parts.uri.query(), peer).await {
+            Ok(u) => u,
+            Err(response) => return response,
+        };
 
     let mut upgrade = upgrade
         .max_frame_size(MAX_FROM_BROWSER)
@@ -113,7 +109,8 @@ pub(crate) async fn upgrade(State(s): State<AppState>, req: Request) -> Response
     let shutdown = s.shutdown.clone();
     let guard = s.relays_done.clone();
     upgrade.on_upgrade(move |browser| async move {
-        relay(browser, upstream.0, shutdown).await;
+        relay(browser, upstream, shutdown).await;
+        drop(slot);
         drop(permit);
         drop(guard);
     })
@@ -179,23 +176,52 @@ pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
         .any(|host| origin == format!("http://{host}") || origin == format!("https://{host}"))
 }
 
-/// Open the backend's `/v1/ws`, forwarding the request id (so the socket's
-/// logs line up across services), the forwarding headers and any requested
-/// subprotocol. `Origin` is not forwarded: it was checked here, and the
-/// backend's own origin is not the browser's.
+/// Open `/v1/ws` on a backend instance: the live one with the fewest
+/// relayed sockets, or, when it cannot be reached, the next (a connection
+/// that fails takes its instance out until a health check brings it back).
+/// An instance that answers the upgrade with an HTTP error (say 429) is not
+/// skipped: that answer is the user's.
 async fn connect_upstream(
     s: &AppState,
     incoming: &HeaderMap,
     query: Option<&str>,
     peer: Option<IpAddr>,
-) -> Result<(BackendSocket, ts::handshake::client::Response), Response> {
-    let base = &s.config.backend_url;
+) -> Result<(BackendSocket, Option<String>, SocketSlot), Response> {
+    for index in s.backends.for_socket() {
+        match connect_instance(s.backends.url(index), incoming, query, peer).await {
+            Ok((socket, protocol)) => {
+                return Ok((socket, protocol, s.backends.claim_socket(index)))
+            }
+            Err(Refused::Answer(response)) => return Err(response),
+            Err(Refused::Unreachable) => s.backends.mark_down(index),
+        }
+    }
+    Err(proxy::unavailable(Upstream::Backend))
+}
+
+enum Refused {
+    /// The instance answered; pass its answer on.
+    Answer(Response),
+    /// The instance could not be reached; try another.
+    Unreachable,
+}
+
+/// Open one instance's `/v1/ws`, forwarding the request id (so the socket's
+/// logs line up across services), the forwarding headers and any requested
+/// subprotocol. `Origin` is not forwarded: it was checked here, and the
+/// backend's own origin is not the browser's.
+async fn connect_instance(
+    base: &str,
+    incoming: &HeaderMap,
+    query: Option<&str>,
+    peer: Option<IpAddr>,
+) -> Result<(BackendSocket, Option<String>), Refused> {
     let ws_base = if let Some(rest) = base.strip_prefix("https://") {
         format!("wss://{rest}")
     } else if let Some(rest) = base.strip_prefix("http://") {
         format!("ws://{rest}")
     } else {
-        base.clone()
+        base.to_string()
     };
     let url = match query {
         Some(q) => format!("{ws_base}/v1/ws?{q}"),
@@ -203,7 +229,7 @@ async fn connect_upstream(
     };
     let mut request = url.as_str().into_client_request().map_err(|e| {
         tracing::error!(%url, error = %e, "bad backend websocket url");
-        proxy::unavailable(Upstream::Backend)
+        Refused::Unreachable
     })?;
     let forwarded = proxy::upstream_request_headers(incoming, peer);
     let out = request.headers_mut();
@@ -225,7 +251,14 @@ async fn connect_upstream(
         .max_message_size(Some(MAX_FROM_BACKEND));
     let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
     match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-        Ok(Ok(pair)) => Ok(pair),
+        Ok(Ok((socket, response))) => {
+            let protocol = response
+                .headers()
+                .get(header::SEC_WEBSOCKET_PROTOCOL)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            Ok((socket, protocol))
+        }
         // The backend answered the upgrade with an HTTP error (say 429 or
         // 503): pass its status and body on rather than hiding it as a 502.
         Ok(Err(ts::Error::Http(res))) => {
@@ -237,15 +270,17 @@ async fn connect_upstream(
                 .cloned()
                 .unwrap_or(HeaderValue::from_static("text/plain; charset=utf-8"));
             let body = res.into_body().unwrap_or_default();
-            Err((status, [(header::CONTENT_TYPE, content_type)], body).into_response())
+            Err(Refused::Answer(
+                (status, [(header::CONTENT_TYPE, content_type)], body).into_response(),
+            ))
         }
         Ok(Err(e)) => {
             tracing::warn!(%url, error = %e, "backend websocket unreachable");
-            Err(proxy::unavailable(Upstream::Backend))
+            Err(Refused::Unreachable)
         }
         Err(_) => {
             tracing::warn!(%url, "backend websocket handshake timed out");
-            Err(proxy::unavailable(Upstream::Backend))
+            Err(Refused::Unreachable)
         }
     }
 }

@@ -12,6 +12,8 @@ mod api_agent_errors;
 mod api_auth;
 mod api_chat;
 mod api_export_delete;
+mod api_isolation;
+mod api_resume;
 mod confab_up;
 mod flow01_signup_to_first_chat;
 mod flow06_agent_error_and_retry;

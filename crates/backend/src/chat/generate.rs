@@ -34,6 +34,9 @@ enum Ending {
     Complete,
     Stopped,
     Failed(ProviderError),
+    /// The row is no longer ours: another instance found our lease expired
+    /// and failed it, or its thread was deleted (see `lease.rs`).
+    Taken,
 }
 
 /// The reply row being written.
@@ -138,7 +141,8 @@ impl Chat {
         let result = match outcome {
             Ok(Ending::Complete) => match store::messages::complete(db, id, &text).await {
                 Ok(false) => {
-                    // The thread was deleted while the reply was written.
+                    // The thread was deleted while the reply was written, or
+                    // another instance failed it (our lease had lapsed).
                     vanished = true;
                     Ok(())
                 }
@@ -157,6 +161,11 @@ impl Chat {
                 }
                 Err(e) => Err(Error::from(e)),
             },
+            Ok(Ending::Taken) => {
+                tracing::warn!("reply was ended elsewhere while being written");
+                vanished = true;
+                Ok(())
+            }
             Ok(Ending::Stopped) => {
                 tracing::info!(chars = text.chars().count(), "reply stopped by its user");
                 metrics::counter!("chat_replies_stopped_total").increment(1);
@@ -196,18 +205,27 @@ impl Chat {
                     "kind" => kind
                 )
                 .increment(1);
-                let stored = store::messages::fail(db, id, &text, code, &message).await;
-                let failed = ChatEvent::Failed {
-                    thread_id: thread,
-                    message_id: Some(id),
-                    code: code.into(),
-                    message,
-                    retryable,
-                    partial: text.clone(),
-                    request_id: Some(reply.request_id),
-                };
-                self.publish(user, &failed).await;
-                stored.map_err(Error::from)
+                match store::messages::fail(db, id, &text, code, &message).await {
+                    Ok(true) => {
+                        let failed = ChatEvent::Failed {
+                            thread_id: thread,
+                            message_id: Some(id),
+                            code: code.into(),
+                            message,
+                            retryable,
+                            partial: text.clone(),
+                            request_id: Some(reply.request_id),
+                        };
+                        self.publish(user, &failed).await;
+                        Ok(())
+                    }
+                    // Ended elsewhere meanwhile: nothing more to say.
+                    Ok(false) => {
+                        vanished = true;
+                        Ok(())
+                    }
+                    Err(e) => Err(Error::from(e)),
+                }
             }
             Err(e) => Err(e),
         };
@@ -215,21 +233,23 @@ impl Chat {
             // Our side failed (database, Redis): best effort to end the reply.
             let message =
                 "Something went wrong on our side while writing this reply. Retry to try again.";
-            let _ = store::messages::fail(db, id, &text, "internal", message).await;
-            let failed = ChatEvent::Failed {
-                thread_id: thread,
-                message_id: Some(id),
-                code: "internal".into(),
-                message: message.into(),
-                retryable: true,
-                partial: text.clone(),
-                request_id: Some(reply.request_id),
-            };
-            self.publish(user, &failed).await;
+            if let Ok(true) = store::messages::fail(db, id, &text, "internal", message).await {
+                let failed = ChatEvent::Failed {
+                    thread_id: thread,
+                    message_id: Some(id),
+                    code: "internal".into(),
+                    message: message.into(),
+                    retryable: true,
+                    partial: text.clone(),
+                    request_id: Some(reply.request_id),
+                };
+                self.publish(user, &failed).await;
+            }
             tracing::error!(error = %e, "reply aborted");
         }
         if vanished {
-            // Nothing may keep the pieces of a deleted conversation.
+            // Nothing may keep the pieces of a deleted conversation; a reply
+            // failed elsewhere was ended there.
             self.drop_live(id).await;
         } else {
             self.end_live(id).await;
@@ -275,6 +295,7 @@ impl Chat {
         .await;
         match inserted {
             Ok(reply) => {
+                store::messages::renew_lease(&mut *tx, reply.id, self.inner.lease).await?;
                 tx.commit().await?;
                 let id = reply.id;
                 self.publish(user, &ChatEvent::Stored { message: reply })
@@ -307,6 +328,9 @@ impl Chat {
         // earlier question does not see what came after it.
         let context = self.context(thread, reply.question_seq + 1).await?;
         let shutdown = &self.inner.shutdown;
+        // The lease is renewed while the provider is asked (it may take
+        // long) and while it streams; see `lease.rs`.
+        let mut renew_at = clock::instant() + self.renew_every();
         // Stopping drops the stream, which closes the provider connection.
         let mut stream = tokio::select! {
             s = self.inner.provider.stream(context) => match s {
@@ -315,6 +339,7 @@ impl Chat {
             },
             _ = stop.cancelled() => return Ok(Ending::Stopped),
             _ = shutdown.cancelled() => return Ok(Ending::Failed(ProviderError::Cut)),
+            taken = self.hold_lease(reply.id, &mut renew_at) => return taken,
         };
         let mut index = 0u64;
         let mut rendered_at = clock::instant();
@@ -323,6 +348,7 @@ impl Chat {
                 n = stream.next() => n,
                 _ = stop.cancelled() => return Ok(Ending::Stopped),
                 _ = shutdown.cancelled() => Some(Err(ProviderError::Cut)),
+                taken = self.hold_lease(reply.id, &mut renew_at) => return taken,
             };
             match next {
                 None => return Ok(Ending::Complete),
@@ -349,7 +375,27 @@ impl Chat {
         }
     }
 
-    async fn publish_failed(
+    /// Renew the lease of reply `id` whenever it is due; returns only when
+    /// the reply was ended elsewhere. A renewal that fails (database away) is
+    /// tried again at the next turn; if the lease lapses meanwhile, another
+    /// instance fails the reply and the next renewal says so.
+    async fn hold_lease(
+        &self,
+        id: MessageId,
+        renew_at: &mut std::time::Instant,
+    ) -> Result<Ending, Error> {
+        loop {
+            clock::sleep_until(*renew_at).await;
+            *renew_at = clock::instant() + self.renew_every();
+            match self.renew_lease(id).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(Ending::Taken),
+                Err(e) => tracing::warn!(error = %e, message = %id, "could not renew a reply lease"),
+            }
+        }
+    }
+
+    pub(super) async fn publish_failed(
         &self,
         user: UserId,
         thread: ThreadId,

@@ -16,6 +16,8 @@
 //! - [`retry`](retry.rs): Retry and Regenerate (a fresh attempt at a
 //!   question) and Stop generating.
 //! - [`resume`](resume.rs): everything after a sequence number.
+//! - [`lease`](lease.rs): the claim an instance holds on a reply it writes,
+//!   and how every instance fails the replies of one that died.
 //! - [`live`](live.rs): the per-reply live stream in Redis (deltas kept for
 //!   resuming clients).
 //! - [`fanout`](fanout.rs): events published on the user's Redis channel, which
@@ -26,12 +28,14 @@ mod context;
 mod event;
 mod fanout;
 mod generate;
+mod lease;
 mod live;
 mod resume;
 mod retry;
 mod send;
 
 pub use event::{ChatEvent, Piece};
+pub use resume::Resumed;
 pub use send::Sent;
 
 use crate::agent::Provider;
@@ -67,6 +71,8 @@ struct Inner {
     /// The replies this process is writing, each with its Stop switch.
     running: Mutex<HashMap<MessageId, CancellationToken>>,
     context_chars: usize,
+    /// How long a reply's row stays claimed without a renewal (see `lease`).
+    lease: Duration,
 }
 
 impl Chat {
@@ -77,6 +83,7 @@ impl Chat {
         provider: Arc<dyn Provider>,
         shutdown: CancellationToken,
         context_chars: usize,
+        lease: Duration,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -89,6 +96,7 @@ impl Chat {
                 thread_locks: Mutex::new(HashMap::new()),
                 running: Mutex::new(HashMap::new()),
                 context_chars,
+                lease,
             }),
         }
     }

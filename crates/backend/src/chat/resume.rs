@@ -2,13 +2,32 @@
 //! thread and gets everything after it — the stored messages from Postgres,
 //! then, for a reply still being written, the pieces it has so far from the
 //! live stream. Pieces that arrive later reach it live through the hub.
+//!
+//! A resume answers one page of at most [`RESUME_PAGE`] messages and says
+//! where it stopped and whether there is more; a client far behind asks again
+//! from there, so a thread of any length resumes, a page at a time, without
+//! one answer holding thousands of messages.
 
 use super::{Chat, ChatEvent, Piece};
 use crate::{domain::Status, error::Error, store};
 use confab_core::ids::{ThreadId, UserId};
 
-/// At most this many messages per resume; a client far behind asks again.
-const RESUME_LIMIT: i64 = 1000;
+/// Messages per resume answer.
+pub const RESUME_PAGE: i64 = 500;
+
+/// One page of a resume.
+#[derive(Debug)]
+pub struct Resumed {
+    pub thread_id: ThreadId,
+    /// The stored messages after the requested seq (each streaming one
+    /// followed by its pieces so far), oldest first.
+    pub events: Vec<ChatEvent>,
+    /// The seq of the last message in this page (the requested `after_seq`
+    /// when the page is empty): where the next page starts.
+    pub through_seq: i64,
+    /// Whether messages after `through_seq` exist: ask again from there.
+    pub more: bool,
+}
 
 impl Chat {
     pub async fn resume(
@@ -16,14 +35,27 @@ impl Chat {
         user: UserId,
         thread: ThreadId,
         after_seq: i64,
-    ) -> Result<Vec<ChatEvent>, Error> {
+    ) -> Result<Resumed, Error> {
+        self.resume_page(user, thread, after_seq, RESUME_PAGE).await
+    }
+
+    pub(crate) async fn resume_page(
+        &self,
+        user: UserId,
+        thread: ThreadId,
+        after_seq: i64,
+        page: i64,
+    ) -> Result<Resumed, Error> {
         store::threads::get(&self.inner.db, user, thread)
             .await?
             .ok_or(Error::NotFound(
                 "That conversation does not exist or was deleted.",
             ))?;
-        let rows =
-            store::messages::list_after(&self.inner.db, thread, after_seq, RESUME_LIMIT).await?;
+        let mut rows =
+            store::messages::list_after(&self.inner.db, thread, after_seq, page + 1).await?;
+        let more = rows.len() as i64 > page;
+        rows.truncate(page as usize);
+        let through_seq = rows.last().map_or(after_seq, |m| m.seq);
         let mut events = Vec::with_capacity(rows.len());
         for m in rows {
             let streaming = m.status == Status::Streaming;
@@ -42,6 +74,11 @@ impl Chat {
                 }
             }
         }
-        Ok(events)
+        Ok(Resumed {
+            thread_id: thread,
+            events,
+            through_seq,
+            more,
+        })
     }
 }

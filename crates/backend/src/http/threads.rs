@@ -65,10 +65,15 @@ pub async fn get(
     Ok(Json(json!({ "thread": thread })))
 }
 
+/// `?before_seq=&limit=` pages history backwards from the newest message
+/// (the default); `?after_seq=` reads forwards from a known point instead.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Page {
     #[serde(default)]
-    after_seq: i64,
+    after_seq: Option<i64>,
+    #[serde(default)]
+    before_seq: Option<i64>,
     #[serde(default)]
     limit: Option<i64>,
 }
@@ -85,8 +90,49 @@ pub async fn messages(
         .ok_or(Error::NotFound(
             "That conversation does not exist or was deleted.",
         ))?;
-    let limit = page.limit.unwrap_or(500).clamp(1, 1000);
-    let rows = store::messages::list_after(&state.db, thread.id, page.after_seq, limit).await?;
+    let limit = page.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::invalid(
+            "invalid_limit",
+            Some("limit"),
+            "limit must be between 1 and 1000.",
+        ));
+    }
+    let (rows, has_earlier, has_later) = match (page.after_seq, page.before_seq) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid(
+                "invalid_page",
+                Some("before_seq"),
+                "Give after_seq or before_seq, not both.",
+            ))
+        }
+        (Some(after), None) => {
+            let mut rows =
+                store::messages::list_after(&state.db, thread.id, after, limit + 1).await?;
+            let later = rows.len() as i64 > limit;
+            rows.truncate(limit as usize);
+            (rows, after > 0, later)
+        }
+        (None, before) => {
+            let before = before.unwrap_or(i64::MAX);
+            let mut rows =
+                store::messages::list_before(&state.db, thread.id, before, limit + 1).await?;
+            let earlier = rows.len() as i64 > limit;
+            if earlier {
+                rows.remove(0);
+            }
+            (
+                rows,
+                earlier,
+                before != i64::MAX && before <= thread.last_seq,
+            )
+        }
+    };
     let messages: Vec<MessageView> = rows.into_iter().map(MessageView::from).collect();
-    Ok(Json(json!({ "thread": thread, "messages": messages })))
+    Ok(Json(json!({
+        "thread": thread,
+        "messages": messages,
+        "has_earlier": has_earlier,
+        "has_later": has_later,
+    })))
 }

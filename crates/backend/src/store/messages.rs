@@ -117,6 +117,26 @@ pub async fn list_after(
     .await
 }
 
+/// The newest `limit` messages of a thread before `before_seq`, oldest
+/// first (a page of history read backwards).
+pub async fn list_before(
+    pool: &PgPool,
+    thread: ThreadId,
+    before_seq: i64,
+    limit: i64,
+) -> Result<Vec<Message>, sqlx::Error> {
+    let mut rows: Vec<Message> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM messages WHERE thread_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+    ))
+    .bind(thread)
+    .bind(before_seq)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.reverse();
+    Ok(rows)
+}
+
 /// The completed messages of a thread before `before_seq`, newest first,
 /// each question with its current reply only: the model's context, trimmed
 /// by the caller.
@@ -137,12 +157,14 @@ pub async fn context(
     .await
 }
 
-/// Returns false when the reply no longer exists (its thread was deleted
-/// while it was being written).
+/// Complete a reply that is still `streaming`. Returns false when it is not
+/// (its thread was deleted while it was written, or another instance found
+/// its lease expired and failed it): then nothing changes.
 pub async fn complete(pool: &PgPool, id: MessageId, content: &str) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
         "UPDATE messages SET content = $2, status = 'complete', error_code = NULL,
-                error_message = NULL, updated_at = now() WHERE id = $1",
+                error_message = NULL, lease_until = NULL, updated_at = now()
+         WHERE id = $1 AND status = 'streaming'",
     )
     .bind(id)
     .bind(content)
@@ -151,16 +173,19 @@ pub async fn complete(pool: &PgPool, id: MessageId, content: &str) -> Result<boo
     Ok(r.rows_affected() == 1)
 }
 
+/// Fail a reply that is still `streaming`; false when it is not (see
+/// [`complete`]).
 pub async fn fail(
     pool: &PgPool,
     id: MessageId,
     partial: &str,
     code: &str,
     message: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
         "UPDATE messages SET content = $2, status = 'failed', error_code = $3, error_message = $4,
-                updated_at = now() WHERE id = $1",
+                lease_until = NULL, updated_at = now()
+         WHERE id = $1 AND status = 'streaming'",
     )
     .bind(id)
     .bind(partial)
@@ -168,13 +193,14 @@ pub async fn fail(
     .bind(message)
     .execute(pool)
     .await?;
-    Ok(())
+    Ok(r.rows_affected() == 1)
 }
 
 /// The reply was stopped by its user: what it had written is kept.
 pub async fn stop(pool: &PgPool, id: MessageId, partial: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE messages SET content = $2, status = 'stopped', updated_at = now() WHERE id = $1",
+        "UPDATE messages SET content = $2, status = 'stopped', lease_until = NULL, updated_at = now()
+         WHERE id = $1 AND status = 'streaming'",
     )
     .bind(id)
     .bind(partial)
@@ -206,15 +232,66 @@ pub async fn has_streaming_reply(pool: &PgPool, question: MessageId) -> Result<b
     .await
 }
 
-/// Replies left `streaming` by a process that died mid-generation.
-pub async fn fail_orphaned(pool: &PgPool, older_than_secs: i64) -> Result<u64, sqlx::Error> {
+/// Extend the lease of a reply being written by `lease`, measured on the
+/// database's clock (one clock for every instance). False when the row is no
+/// longer streaming: someone else ended it, and the writer must stop.
+pub async fn renew_lease<'e>(
+    db: impl PgExecutor<'e>,
+    id: MessageId,
+    lease: std::time::Duration,
+) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
-        "UPDATE messages SET status = 'failed', error_code = 'interrupted',
-                error_message = 'The reply was interrupted. Retry to generate it again.', updated_at = now()
-         WHERE status = 'streaming' AND updated_at < now() - make_interval(secs => $1)",
+        "UPDATE messages SET lease_until = now() + make_interval(secs => $2)
+         WHERE id = $1 AND status = 'streaming'",
     )
-    .bind(older_than_secs as f64)
-    .execute(pool)
+    .bind(id)
+    .bind(lease.as_secs_f64())
+    .execute(db)
     .await?;
-    Ok(r.rows_affected())
+    Ok(r.rows_affected() == 1)
+}
+
+/// A reply whose writer stopped renewing its lease, now marked failed.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Interrupted {
+    pub id: MessageId,
+    pub thread_id: ThreadId,
+    pub user_id: UserId,
+}
+
+/// What an interrupted reply says to its user.
+pub const INTERRUPTED_CODE: &str = "interrupted";
+pub const INTERRUPTED_MESSAGE: &str =
+    "The server writing this reply stopped before it finished. Retry to generate it again.";
+
+/// Fail every `streaming` reply whose lease ran out (its instance died or
+/// lost the database), and those from before leases existed that have not
+/// moved for `legacy_after`. Each row is taken by one caller only: the
+/// `UPDATE` re-checks the status under the row lock.
+pub async fn fail_expired_leases(
+    pool: &PgPool,
+    legacy_after: std::time::Duration,
+) -> Result<Vec<Interrupted>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE messages SET status = 'failed', error_code = $1, error_message = $2,
+                lease_until = NULL, updated_at = now()
+         WHERE status = 'streaming'
+           AND COALESCE(lease_until, updated_at + make_interval(secs => $3)) < now()
+         RETURNING id, thread_id, user_id",
+    )
+    .bind(INTERRUPTED_CODE)
+    .bind(INTERRUPTED_MESSAGE)
+    .bind(legacy_after.as_secs_f64())
+    .fetch_all(pool)
+    .await
+}
+
+/// Keep what had been written of an interrupted reply (from its live stream).
+pub async fn set_partial(pool: &PgPool, id: MessageId, partial: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE messages SET content = $2 WHERE id = $1 AND status = 'failed'")
+        .bind(id)
+        .bind(partial)
+        .execute(pool)
+        .await?;
+    Ok(())
 }

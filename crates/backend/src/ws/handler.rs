@@ -86,8 +86,23 @@ pub(super) async fn handle(state: &AppState, ctx: &mut Ctx, text: &str) -> Vec<S
             thread_id,
             after_seq,
         } => match state.chat.resume(ctx.user, thread_id, after_seq).await {
-            Ok(events) => events.into_iter().map(ServerFrame::from).collect(),
-            Err(e) => vec![ServerFrame::from(&e)],
+            Ok(page) => {
+                let mut frames: Vec<ServerFrame> =
+                    page.events.into_iter().map(ServerFrame::from).collect();
+                frames.push(ServerFrame::Resumed {
+                    thread_id: page.thread_id,
+                    through_seq: page.through_seq,
+                    more: page.more,
+                });
+                frames
+            }
+            Err(e) => {
+                let mut f = ServerFrame::from(&e);
+                if let ServerFrame::Error { thread_id: t, .. } = &mut f {
+                    *t = Some(thread_id);
+                }
+                vec![f]
+            }
         },
         ClientFrame::Retry { message_id } => {
             naming(state.chat.retry(ctx.user, message_id).await, message_id)

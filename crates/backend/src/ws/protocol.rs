@@ -102,6 +102,13 @@ pub enum ServerFrame {
     Message {
         message: MessageView,
     },
+    /// The end of one page of a resume.
+    Resumed {
+        thread_id: ThreadId,
+        /// Where this page stopped: resume again after it when `more`.
+        through_seq: i64,
+        more: bool,
+    },
     Reauthed {
         expires_at: i64,
     },
