@@ -390,7 +390,9 @@ impl Chat {
             match self.renew_lease(id).await {
                 Ok(true) => {}
                 Ok(false) => return Ok(Ending::Taken),
-                Err(e) => tracing::warn!(error = %e, message = %id, "could not renew a reply lease"),
+                Err(e) => {
+                    tracing::warn!(error = %e, message = %id, "could not renew a reply lease")
+                }
             }
         }
     }

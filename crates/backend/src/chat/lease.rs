@@ -57,7 +57,9 @@ impl Chat {
                     store::messages::set_partial(&self.inner.db, r.id, &partial).await?;
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "could not read an interrupted reply's pieces"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read an interrupted reply's pieces")
+                }
             }
             self.end_live(r.id).await;
             let failed = ChatEvent::Failed {
