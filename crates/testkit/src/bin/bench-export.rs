@@ -112,6 +112,7 @@ async fn main() {
             Options {
                 agent: Agent::Offline,
                 env: vec![("CONFAB_LOG".into(), "warn".into())],
+                ..Default::default()
             },
         )
         .await;
