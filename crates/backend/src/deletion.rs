@@ -29,6 +29,12 @@ pub async fn delete_threads(
     // retry, rather than keep deltas of a conversation they were told is gone.
     purge_live(&state.redis, &state.keys, &deleted.recent_replies).await?;
     tx.commit().await?;
+    // Other tabs and devices drop them at once (best effort: a client that
+    // misses it gets 404 for the thread).
+    state
+        .chat
+        .announce_deleted(user, deleted.threads.clone())
+        .await;
     metrics::counter!("threads_deleted_total").increment(deleted.threads.len() as u64);
     tracing::info!(%user, threads = deleted.threads.len(), "threads deleted");
     Ok(Some(deleted.threads))

@@ -169,6 +169,21 @@ async fn another_users_thread_is_not_found_and_untouched() {
         "entries missing"
     );
 
+    // Alice deletes a second thread of hers: her other device is told at once.
+    let extra = h.chat(&alice, &["a chat to throw away"]).await;
+    let mut device = h.socket(&alice).await;
+    let (s, _) = h
+        .call(
+            Method::DELETE,
+            &format!("{b}/v1/threads/{extra}"),
+            Some(&alice.access_token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let told = device.recv_type("threads_deleted").await;
+    assert_eq!(told["thread_ids"], json!([extra]));
+
     // Alice renames her own thread; the export names the file after it.
     let (s, body) = h
         .call(

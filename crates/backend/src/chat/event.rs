@@ -29,6 +29,8 @@ pub enum ChatEvent {
         seq: i64,
         content: String,
     },
+    /// Threads were deleted (on any device): clients drop them at once.
+    ThreadsDeleted { thread_ids: Vec<ThreadId> },
     /// A reply failed (or could not start), with a specific code and a
     /// sentence for the user.
     Failed {

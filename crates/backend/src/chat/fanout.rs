@@ -23,4 +23,14 @@ impl Chat {
             tracing::warn!(error = %e, "could not publish a chat event");
         }
     }
+
+    /// Tell every socket of the user that these threads are gone.
+    pub async fn announce_deleted(
+        &self,
+        user: UserId,
+        thread_ids: Vec<confab_core::ids::ThreadId>,
+    ) {
+        self.publish(user, &ChatEvent::ThreadsDeleted { thread_ids })
+            .await;
+    }
 }

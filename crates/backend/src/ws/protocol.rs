@@ -112,6 +112,10 @@ pub enum ServerFrame {
     Reauthed {
         expires_at: i64,
     },
+    /// Threads of the user were deleted (here or on another device).
+    ThreadsDeleted {
+        thread_ids: Vec<ThreadId>,
+    },
     Error {
         code: String,
         message: String,
@@ -183,6 +187,7 @@ impl From<ChatEvent> for ServerFrame {
                 message: MessageView::from(message),
             },
             ChatEvent::Delta(piece) => ServerFrame::Delta(piece),
+            ChatEvent::ThreadsDeleted { thread_ids } => ServerFrame::ThreadsDeleted { thread_ids },
             ChatEvent::Completed {
                 thread_id,
                 message_id,
@@ -237,6 +242,18 @@ mod tests {
 
     fn frame_of(event: ChatEvent) -> Value {
         serde_json::from_str(&ServerFrame::from(event).to_json()).unwrap()
+    }
+
+    #[test]
+    fn deleted_threads_are_one_frame_naming_them() {
+        let ids = vec![ThreadId::new(), ThreadId::new()];
+        let v = frame_of(ChatEvent::ThreadsDeleted {
+            thread_ids: ids.clone(),
+        });
+        assert_eq!(
+            v,
+            json!({"type": "threads_deleted", "thread_ids": [ids[0].to_string(), ids[1].to_string()]})
+        );
     }
 
     #[test]

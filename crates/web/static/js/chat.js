@@ -12,7 +12,7 @@ import * as render from "./render.js";
 import { api, isLeaving } from "./api.js";
 import { hideBanner, showBanner } from "./banners.js";
 import { CLOSE_TOO_BIG, isReady, maxFrameBytes, sendFrame } from "./socket.js";
-import { bumpThread, setActive, threadPath, titleFrom, upsertThread } from "./threads.js";
+import { bumpThread, removeThread, setActive, threadPath, titleFrom, upsertThread } from "./threads.js";
 import { $, uuid } from "./util.js";
 
 const chat = {
@@ -312,10 +312,28 @@ export function handleFrame(f) {
       return onError(f);
     case "message":
       return onStoredMessage(f);
+    case "threads_deleted":
+      return onThreadsDeleted(f);
     default:
       // Unknown frames are ignored, so the server can add kinds without
       // breaking pages that are already open.
       return undefined;
+  }
+}
+
+/** Chats deleted here or on another device leave the list; the one shown
+ *  gives way to a new chat, saying why. */
+function onThreadsDeleted(f) {
+  const ids = f.thread_ids || [];
+  for (const id of ids) removeThread(id);
+  if (chat.threadId && ids.includes(chat.threadId)) {
+    showNewChat({ push: true });
+    showBanner({
+      key: "thread-action",
+      kind: "info",
+      testid: "thread-action-status",
+      text: "This chat was deleted — from the server too, not just hidden.",
+    });
   }
 }
 
