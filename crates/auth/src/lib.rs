@@ -12,11 +12,11 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod keys;
-pub mod outbox;
 pub mod store;
 
 pub use error::Error;
 
+use confab_core::outbox::{OutboxSignal, Relay, RelayFault, RelaySettings};
 use confab_core::{
     clock::Clock,
     config::{database_url, Common, ConfigError, Env},
@@ -24,7 +24,6 @@ use confab_core::{
 };
 use domain::{Argon2Settings, PasswordHasher};
 use keys::AccessTokens;
-use outbox::{OutboxSignal, Relay};
 use sqlx::PgPool;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
@@ -67,6 +66,8 @@ pub struct Config {
     /// rotation and grace, the re-authentication window, retention). Not from
     /// the environment: the system's, or a test's `ManualClock`.
     pub clock: Clock,
+    /// `CONFAB_FAULT_RELAY`: a fault the outbox relay injects (tests only).
+    pub relay_fault: RelayFault,
 }
 
 impl Config {
@@ -119,6 +120,7 @@ impl Config {
             argon2,
             reauth_window,
             clock: Clock::system(),
+            relay_fault: RelayFault::from_env(env)?,
         })
     }
 }
@@ -158,12 +160,19 @@ pub async fn build(config: Config) -> Result<App, Error> {
     let signal = OutboxSignal::default();
     let stop_relay = CancellationToken::new();
     let relay = Relay::spawn(
-        pool.clone(),
-        redis.clone(),
-        keys.clone(),
-        signal.clone(),
+        RelaySettings {
+            service: "auth",
+            pool: pool.clone(),
+            redis: redis.clone(),
+            stream: keys.events_stream(),
+            signal: signal.clone(),
+            clock: config.clock.clone(),
+            // It names a user who asked to be forgotten; relayed, it has
+            // done its job.
+            erase_when_published: &["user.deleted"],
+            fault: config.relay_fault,
+        },
         stop_relay.clone(),
-        config.clock.clone(),
     );
     let (listener, addr) =
         confab_core::http::bind("auth", &config.common.host, config.common.port).await?;

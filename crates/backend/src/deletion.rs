@@ -28,7 +28,15 @@ pub async fn delete_threads(
     // Redis first: if it fails the transaction rolls back and the user can
     // retry, rather than keep deltas of a conversation they were told is gone.
     purge_live(&state.redis, &state.keys, &deleted.recent_replies).await?;
+    // Announced in the same transaction, through the backend's outbox (by
+    // the thread id's hash: the deleted chat leaves no trace).
+    let now = state.config.clock.now();
+    for thread_id in &deleted.threads {
+        let event = Event::new(EventKind::thread_deleted(user, *thread_id), now);
+        confab_core::outbox::insert(&mut *tx, &event).await?;
+    }
     tx.commit().await?;
+    state.outbox.notify();
     // Other tabs and devices drop them at once (best effort: a client that
     // misses it gets 404 for the thread).
     state

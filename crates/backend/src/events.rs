@@ -1,29 +1,79 @@
-//! The consumer of cross-service events. Reads the Redis Stream in the
-//! `backend` consumer group (created at the stream's start, so a backend that
-//! was down catches up on everything), applies each event in a transaction
-//! that also records its id (so a redelivered event changes nothing), then
-//! acknowledges it. Entries another consumer read but never acknowledged
-//! (it crashed) are claimed after a while and applied here.
+//! The consumer of cross-service events.
+//!
+//! Reads the Redis events stream in the `backend` consumer group (created at
+//! the stream's start, so a backend that was down catches up on everything)
+//! and, for each entry:
+//! - applies it in a transaction that also records its id, so a redelivered
+//!   event changes no row; its side effects outside the database (the Redis
+//!   revocation entry, the profile cache, the push to open pages) run again
+//!   on every delivery, since they are idempotent and a crash may have cut
+//!   them short the first time;
+//! - acknowledges it (`XACK`) once applied;
+//! - leaves it pending when applying failed. Pending entries are retried with
+//!   exponential backoff, by whichever instance claims them first (`XCLAIM`
+//!   with a minimum idle time, so only one does), which also reclaims the
+//!   entries of a consumer that died. Redis counts the deliveries; after
+//!   [`ConsumerSettings::max_deliveries`] the entry moves to the dead-letter
+//!   stream. A failing event never holds up the ones behind it.
+//!
+//! Order: entries are applied in stream order, except a retried one, which
+//! comes later. Per-user order still holds where it matters: `user.updated`
+//! carries auth's profile version and only a newer version is applied, so a
+//! late event can never overwrite a newer one; a deleted user's tombstone
+//! outranks every event about them.
 
-use crate::{store, AppState};
+use crate::{profile_cache, store, AppState};
 use confab_core::{
     events::{Event, EventKind},
     revocation,
 };
 use redis::{
-    streams::{StreamReadOptions, StreamReadReply},
+    aio::MultiplexedConnection,
+    streams::{StreamId, StreamReadOptions, StreamReadReply},
     AsyncCommands, Value,
 };
 use std::time::Duration;
 
 pub const GROUP: &str = "backend";
-/// Pending entries idle this long are assumed abandoned and claimed.
-const CLAIM_IDLE: Duration = Duration::from_secs(30);
-/// How long one blocking read waits for new entries.
-const READ_BLOCK: Duration = Duration::from_secs(2);
-/// Processed event ids are kept this long (redelivery happens within a
-/// minute; the rest is a generous margin).
+/// Processed event ids are kept this long (a redelivery comes within
+/// seconds; the rest is a generous margin).
 const KEEP_PROCESSED_DAYS: i32 = 30;
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// The longest wait between two deliveries of a failing event.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Entries handled per read or per retry scan.
+const BATCH: usize = 100;
+
+/// How failing events are retried (`CONFAB_EVENT_*`).
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumerSettings {
+    /// Deliveries before an event is dead-lettered (`CONFAB_EVENT_MAX_DELIVERIES`, 5).
+    pub max_deliveries: u64,
+    /// Wait before the second delivery, doubled for each next one
+    /// (`CONFAB_EVENT_RETRY_BASE_MS`, 500). Also how long an entry must sit
+    /// unacknowledged before another instance takes it over.
+    pub retry_base: Duration,
+}
+
+impl ConsumerSettings {
+    /// How long an entry delivered `deliveries` times waits before the next.
+    pub fn backoff(&self, deliveries: u64) -> Duration {
+        let doublings = deliveries.saturating_sub(1).min(16) as u32;
+        (self.retry_base * 2u32.pow(doublings)).min(MAX_BACKOFF)
+    }
+}
+
+/// What became of one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied now.
+    Applied,
+    /// Its id was already recorded: rows unchanged, side effects re-run.
+    Duplicate,
+    /// A type this build does not handle (another service's fact).
+    Ignored,
+}
 
 pub async fn consume(state: AppState) {
     let consumer = format!("backend-{}", uuid::Uuid::new_v4());
@@ -45,11 +95,15 @@ pub async fn consume(state: AppState) {
 }
 
 async fn run(state: &AppState, consumer: &str) -> Result<(), crate::Error> {
+    let settings = state.config.events;
+    // Reads block at most one retry interval, so due retries are not late.
+    let block = settings
+        .retry_base
+        .clamp(Duration::from_millis(20), Duration::from_secs(1));
     // Blocking reads get a connection of their own: on the shared
     // multiplexed one they would hold up every other command.
     let mut conn =
-        confab_core::redis_conn::connect_blocking(&state.config.common.redis_url, READ_BLOCK)
-            .await?;
+        confab_core::redis_conn::connect_blocking(&state.config.common.redis_url, block).await?;
     let stream = state.keys.events_stream();
     let created: Result<(), redis::RedisError> =
         conn.xgroup_create_mkstream(&stream, GROUP, "0").await;
@@ -58,127 +112,388 @@ async fn run(state: &AppState, consumer: &str) -> Result<(), crate::Error> {
             return Err(e.into());
         }
     }
-    let mut last_claim = confab_core::clock::instant() - CLAIM_IDLE;
+    let mut last_prune = confab_core::clock::instant() - PRUNE_EVERY;
+    let mut last_report = confab_core::clock::instant() - REPORT_EVERY;
     loop {
-        if last_claim.elapsed() >= CLAIM_IDLE {
-            claim_abandoned(state, &mut conn, &stream, consumer).await?;
-            prune_processed(state).await?;
-            last_claim = confab_core::clock::instant();
+        retry_pending(state, &mut conn, &stream, consumer).await?;
+        if last_report.elapsed() >= REPORT_EVERY {
+            report(state, &mut conn, &stream).await?;
+            last_report = confab_core::clock::instant();
+        }
+        if last_prune.elapsed() >= PRUNE_EVERY {
+            store::events::prune_processed(&state.db, KEEP_PROCESSED_DAYS).await?;
+            last_prune = confab_core::clock::instant();
         }
         let opts = StreamReadOptions::default()
             .group(GROUP, consumer)
-            .count(100)
-            .block(READ_BLOCK.as_millis() as usize);
+            .count(BATCH)
+            .block(block.as_millis() as usize);
         let reply: Option<StreamReadReply> = conn.xread_options(&[&stream], &[">"], &opts).await?;
         for key in reply.map(|r| r.keys).unwrap_or_default() {
             for entry in key.ids {
-                handle_entry(state, &mut conn, &stream, &entry.id, &entry.map).await?;
+                deliver(state, &mut conn, &stream, &entry, 1).await?;
             }
         }
     }
 }
 
-async fn claim_abandoned(
+/// Retry the pending entries (this consumer's failures and a dead
+/// consumer's leftovers) whose backoff has passed; dead-letter those that
+/// have had all their deliveries.
+async fn retry_pending(
     state: &AppState,
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut MultiplexedConnection,
     stream: &str,
     consumer: &str,
 ) -> Result<(), crate::Error> {
-    let reply: redis::streams::StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+    let settings = state.config.events;
+    let min_idle = settings.retry_base.as_millis() as u64;
+    // [id, consumer, idle ms, deliveries] of entries idle at least `min_idle`.
+    let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
         .arg(stream)
         .arg(GROUP)
-        .arg(consumer)
-        .arg(CLAIM_IDLE.as_millis() as u64)
-        .arg("0")
-        .arg("COUNT")
-        .arg(100)
+        .arg("IDLE")
+        .arg(min_idle)
+        .arg("-")
+        .arg("+")
+        .arg(BATCH)
         .query_async(conn)
         .await?;
-    for entry in reply.claimed {
-        handle_entry(state, conn, stream, &entry.id, &entry.map).await?;
-    }
-    Ok(())
-}
-
-/// Forget processed event ids long after any redelivery could happen (an
-/// entry is acknowledged once applied; abandoned ones are claimed within a
-/// minute), so the table does not grow forever.
-async fn prune_processed(state: &AppState) -> Result<(), crate::Error> {
-    store::events::prune_processed(&state.db, KEEP_PROCESSED_DAYS).await?;
-    Ok(())
-}
-
-async fn handle_entry(
-    state: &AppState,
-    conn: &mut redis::aio::MultiplexedConnection,
-    stream: &str,
-    id: &str,
-    fields: &std::collections::HashMap<String, Value>,
-) -> Result<(), crate::Error> {
-    let payload: Option<String> = fields
-        .get("payload")
-        .and_then(|v| redis::from_redis_value(v).ok());
-    match payload.as_deref().map(serde_json::from_str::<Event>) {
-        Some(Ok(event)) => {
-            apply(state, &event).await?;
-            if crate::deletion::erases_its_entry(&event) {
-                // It names the deleted user; applied, it is no longer needed.
-                let _: i64 = conn.xdel(stream, &[id]).await?;
+    for (id, _, idle_ms, deliveries) in pending {
+        let wait = settings.backoff(deliveries);
+        if u128::from(idle_ms) < wait.as_millis() {
+            continue;
+        }
+        // Only one instance wins the claim: it resets the idle time, so the
+        // others' `XCLAIM` (same minimum) finds nothing.
+        let claimed: redis::streams::StreamClaimReply = redis::cmd("XCLAIM")
+            .arg(stream)
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(wait.as_millis() as u64)
+            .arg(&id)
+            .query_async(conn)
+            .await?;
+        for entry in claimed.ids {
+            // `XCLAIM` counted this delivery.
+            let deliveries = deliveries + 1;
+            if deliveries > settings.max_deliveries {
+                dead_letter(state, conn, stream, &entry, "apply_failed", deliveries - 1).await?;
+            } else {
+                metrics::counter!("events_retried_total").increment(1);
+                deliver(state, conn, stream, &entry, deliveries).await?;
             }
         }
-        Some(Err(e)) => {
-            tracing::error!(entry = id, error = %e, "skipping an event that does not parse")
-        }
-        None => tracing::error!(entry = id, "skipping an event without payload"),
     }
-    let _: i64 = conn.xack(stream, GROUP, &[id]).await?;
     Ok(())
 }
 
-/// Apply one event exactly once (the processed id is stored in the same
-/// transaction as the change).
-pub async fn apply(state: &AppState, event: &Event) -> Result<(), crate::Error> {
-    let mut tx = state.db.begin().await?;
-    if !store::events::record_processed(&mut *tx, event.id, event.kind.type_name()).await? {
-        tracing::debug!(event = %event.id, "event already applied");
+/// Apply one delivered entry: acknowledged when applied (or when it can
+/// never be: it does not parse), left pending for a retry when applying
+/// failed. Only Redis failures end the read loop.
+async fn deliver(
+    state: &AppState,
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+    entry: &StreamId,
+    deliveries: u64,
+) -> Result<(), crate::Error> {
+    let text = |name: &str| -> Option<String> {
+        entry
+            .map
+            .get(name)
+            .and_then(|v| redis::from_redis_value(v).ok())
+    };
+    let kind = text("type").unwrap_or_default();
+    if !EventKind::TYPES.contains(&kind.as_str()) {
+        // Another service's fact (or a newer one): not ours to apply.
+        tracing::debug!(entry = %entry.id, kind, "ignoring an event type this backend does not handle");
+        metrics::counter!("events_ignored_total").increment(1);
+        let _: i64 = conn.xack(stream, GROUP, &[&entry.id]).await?;
         return Ok(());
     }
+    let event = match text("payload").map(|p| serde_json::from_str::<Event>(&p)) {
+        Some(Ok(event)) => event,
+        other => {
+            // No retry makes it parse: straight to the dead letters.
+            let error = match other {
+                Some(Err(e)) => e.to_string(),
+                _ => "no payload".to_string(),
+            };
+            tracing::error!(entry = %entry.id, kind, error, "an event does not parse");
+            return dead_letter(state, conn, stream, entry, "malformed", deliveries).await;
+        }
+    };
+    match apply(state, &event).await {
+        Ok(outcome) => {
+            if crate::deletion::erases_its_entry(&event) {
+                // It names the deleted user; applied, it is no longer needed.
+                let _: i64 = conn.xdel(stream, &[&entry.id]).await?;
+            }
+            let _: i64 = conn.xack(stream, GROUP, &[&entry.id]).await?;
+            let outcome = match outcome {
+                Outcome::Applied => "applied",
+                Outcome::Duplicate => "duplicate",
+                Outcome::Ignored => "ignored",
+            };
+            metrics::counter!("events_applied_total", "type" => event.kind.type_name(), "outcome" => outcome)
+                .increment(1);
+            let lag = state.config.clock.now() - event.occurred_at;
+            metrics::histogram!("events_propagation_seconds")
+                .record(lag.num_microseconds().unwrap_or(0) as f64 / 1e6);
+        }
+        Err(e) => {
+            metrics::counter!("events_failed_total", "type" => event.kind.type_name()).increment(1);
+            let settings = state.config.events;
+            if deliveries >= settings.max_deliveries {
+                tracing::warn!(event = %event.id, deliveries, error = %e, "applying an event failed for the last time");
+                return dead_letter(state, conn, stream, entry, "apply_failed", deliveries).await;
+            }
+            tracing::warn!(
+                event = %event.id,
+                kind = event.kind.type_name(),
+                deliveries,
+                max = settings.max_deliveries,
+                retry_in_ms = settings.backoff(deliveries).as_millis() as u64,
+                error = %e,
+                "applying an event failed; it stays pending for a retry"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Move an entry to the dead-letter stream (with why, and how often it was
+/// delivered) and acknowledge it, so it no longer holds anything up. An
+/// operator inspects it there and can re-add it to the events stream.
+async fn dead_letter(
+    state: &AppState,
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+    entry: &StreamId,
+    reason: &str,
+    deliveries: u64,
+) -> Result<(), crate::Error> {
+    let mut add = redis::cmd("XADD");
+    add.arg(state.keys.dead_letter_stream())
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(confab_core::outbox::STREAM_MAXLEN)
+        .arg("*");
+    for (field, value) in &entry.map {
+        if let Ok(v) = redis::from_redis_value::<String>(value) {
+            add.arg(field).arg(v);
+        }
+    }
+    add.arg("source_entry")
+        .arg(&entry.id)
+        .arg("group")
+        .arg(GROUP)
+        .arg("reason")
+        .arg(reason)
+        .arg("deliveries")
+        .arg(deliveries);
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .add_command(add)
+        .ignore()
+        .xack(stream, GROUP, &[&entry.id])
+        .ignore();
+    pipe.query_async::<()>(conn).await?;
+    metrics::counter!("events_dead_lettered_total", "reason" => reason.to_string()).increment(1);
+    tracing::error!(entry = %entry.id, reason, deliveries, "event moved to the dead-letter stream");
+    Ok(())
+}
+
+/// Consumer lag (entries not yet delivered to the group), pending entries
+/// and the dead-letter stream's length, as gauges.
+async fn report(
+    state: &AppState,
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+) -> Result<(), crate::Error> {
+    let groups: Value = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(stream)
+        .query_async(conn)
+        .await?;
+    if let Some(group) = list(&groups)
+        .iter()
+        .find(|g| field(g, "name").as_deref() == Some(GROUP))
+    {
+        for (name, gauge) in [
+            ("lag", "events_consumer_lag"),
+            ("pending", "events_consumer_pending"),
+        ] {
+            if let Some(n) = field(group, name).and_then(|v| v.parse::<f64>().ok()) {
+                metrics::gauge!(gauge).set(n);
+            }
+        }
+    }
+    let dead: u64 = conn.xlen(state.keys.dead_letter_stream()).await?;
+    metrics::gauge!("events_dead_letter_length").set(dead as f64);
+    Ok(())
+}
+
+fn list(v: &Value) -> &[Value] {
+    match v {
+        Value::Array(items) => items,
+        _ => &[],
+    }
+}
+
+/// A field of an `XINFO` reply (a flat array of names and values, or a map).
+fn field(v: &Value, name: &str) -> Option<String> {
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    };
+    match v {
+        Value::Array(items) => items
+            .chunks(2)
+            .find(|kv| text(&kv[0]).as_deref() == Some(name))
+            .and_then(|kv| kv.get(1).and_then(text)),
+        Value::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| text(k).as_deref() == Some(name))
+            .and_then(|(_, v)| text(v)),
+        _ => None,
+    }
+}
+
+/// Apply one event: its rows at most once (the processed id is stored in
+/// the same transaction as the change), its side effects on every delivery.
+pub async fn apply(state: &AppState, event: &Event) -> Result<Outcome, crate::Error> {
+    let mut tx = state.db.begin().await?;
+    let fresh = store::events::record_processed(&mut *tx, event.id, event.kind.type_name()).await?;
+    if fresh {
+        apply_rows(state, &mut tx, event).await?;
+    }
+    tx.commit().await?;
+    if fresh {
+        tracing::info!(event = %event.id, kind = event.kind.type_name(), "event applied");
+    } else {
+        tracing::debug!(event = %event.id, "event already applied; re-running its side effects");
+    }
+    side_effects(state, event).await?;
+    Ok(match (&event.kind, fresh) {
+        (EventKind::ThreadDeleted { .. }, _) => Outcome::Ignored,
+        (_, true) => Outcome::Applied,
+        (_, false) => Outcome::Duplicate,
+    })
+}
+
+async fn apply_rows(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    event: &Event,
+) -> Result<(), crate::Error> {
     match &event.kind {
         EventKind::UserRegistered {
             user_id,
             email,
             display_name,
+            version,
+        } => {
+            let change = store::profiles::ProfileChange {
+                email,
+                display_name,
+                avatar_url: None,
+                time_zone: None,
+                version: (*version).max(1),
+            };
+            let r = store::profiles::apply_change(tx, *user_id, &change).await?;
+            log_skip(event, r);
         }
-        | EventKind::UserUpdated {
+        EventKind::UserUpdated {
             user_id,
             email,
             display_name,
+            avatar_url,
+            time_zone,
+            version,
         } => {
-            // A deleted account stays deleted, even if an older event about
-            // it arrives late.
-            let r =
-                store::profiles::upsert_in(&mut tx, *user_id, email, display_name, true).await?;
-            if r == store::profiles::Upsert::Deleted {
-                tracing::info!(event = %event.id, "event about a deleted account ignored");
-            }
+            let change = store::profiles::ProfileChange {
+                email,
+                display_name,
+                avatar_url: avatar_url.as_deref(),
+                time_zone: time_zone.as_deref(),
+                version: *version,
+            };
+            let r = store::profiles::apply_change(tx, *user_id, &change).await?;
+            log_skip(event, r);
         }
         EventKind::UserDeleted { user_id } => {
-            crate::deletion::delete_account(state, &mut tx, *user_id, event).await?;
+            crate::deletion::delete_account(state, tx, *user_id, event).await?;
         }
+        // Its whole effect is outside the database.
         EventKind::SessionRevoked { .. } => {}
-    }
-    tx.commit().await?;
-    tracing::info!(event = %event.id, kind = event.kind.type_name(), "event applied");
-    if let EventKind::SessionRevoked { session_id, .. } = &event.kind {
-        // Auth already wrote the revocation entry and announced it; doing it
-        // again (idempotent) covers the case where its Redis write failed,
-        // so a revoked session never outlives the event.
-        let ttl = Duration::from_secs(state.config.access_token_ttl_secs);
-        revocation::announce(&state.redis, &state.keys, *session_id, ttl).await?;
-    }
-    if let EventKind::UserDeleted { user_id } = &event.kind {
-        state.known_users.remove(*user_id);
-        state.hub.account_deleted(*user_id);
+        // The backend's own fact, announced for other services.
+        EventKind::ThreadDeleted { .. } => {}
     }
     Ok(())
+}
+
+fn log_skip(event: &Event, r: store::profiles::Applied) {
+    match r {
+        store::profiles::Applied::Changed => {}
+        store::profiles::Applied::Stale => {
+            tracing::info!(event = %event.id, "event older than the profile ignored")
+        }
+        store::profiles::Applied::Deleted => {
+            tracing::info!(event = %event.id, "event about a deleted account ignored")
+        }
+    }
+}
+
+/// What an event changes outside the database. Each step is idempotent and
+/// runs on every delivery: a crash after the commit may have skipped it.
+async fn side_effects(state: &AppState, event: &Event) -> Result<(), crate::Error> {
+    match &event.kind {
+        EventKind::SessionRevoked { session_id, .. } => {
+            // Auth already wrote the revocation entry and announced it;
+            // doing it again covers the case where its Redis write failed, so
+            // a revoked session never outlives the event.
+            let ttl = Duration::from_secs(state.config.access_token_ttl_secs);
+            revocation::announce(&state.redis, &state.keys, *session_id, ttl).await?;
+        }
+        EventKind::UserDeleted { user_id } => {
+            state.known_users.remove(*user_id);
+            profile_cache::forget(state, *user_id).await?;
+            state.hub.account_deleted(*user_id);
+        }
+        EventKind::UserRegistered { user_id, .. } | EventKind::UserUpdated { user_id, .. } => {
+            // The cache and the open pages get the profile as it is now in
+            // the database (whatever event made it so): an older version can
+            // never replace a newer one in the cache, and a page always ends
+            // on the newest.
+            if let Some(profile) = store::profiles::get(&state.db, *user_id).await? {
+                profile_cache::put(state, &profile).await?;
+                if matches!(event.kind, EventKind::UserUpdated { .. }) {
+                    state.chat.profile_updated(&profile).await;
+                }
+            }
+        }
+        EventKind::ThreadDeleted { .. } => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_per_delivery_and_is_capped() {
+        let s = ConsumerSettings {
+            max_deliveries: 5,
+            retry_base: Duration::from_millis(500),
+        };
+        assert_eq!(s.backoff(1), Duration::from_millis(500));
+        assert_eq!(s.backoff(2), Duration::from_secs(1));
+        assert_eq!(s.backoff(4), Duration::from_secs(4));
+        assert_eq!(s.backoff(40), MAX_BACKOFF);
+    }
 }

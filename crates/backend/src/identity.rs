@@ -33,8 +33,7 @@ async fn ensure_profile(state: &AppState, claims: &Claims) -> Result<(), Error> 
     if state.known_users.contains(claims.sub) {
         return Ok(());
     }
-    let found =
-        store::profiles::upsert(&state.db, claims.sub, &claims.email, &claims.name, false).await?;
+    let found = store::profiles::upsert(&state.db, claims.sub, &claims.email, &claims.name).await?;
     if found == store::profiles::Upsert::Deleted {
         // The account is gone; its tokens (still validly signed until they
         // expire) must never bring it back.

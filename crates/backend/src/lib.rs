@@ -17,6 +17,7 @@ pub mod export;
 pub mod http;
 pub mod identity;
 pub mod markdown;
+pub mod profile_cache;
 pub mod store;
 pub mod view;
 pub mod ws;
@@ -55,6 +56,10 @@ pub struct Config {
     pub access_token_ttl_secs: u64,
     /// Largest JSON export accepted by the import, in bytes.
     pub import_max_bytes: usize,
+    /// How the event consumer retries and dead-letters failing events.
+    pub events: events::ConsumerSettings,
+    /// `CONFAB_FAULT_RELAY`: a fault the outbox relay injects (tests only).
+    pub relay_fault: confab_core::outbox::RelayFault,
     /// The wall clock decisions are made on (when an open socket's token
     /// expires). Not from the environment: the system's, or a test's
     /// `ManualClock`.
@@ -80,6 +85,14 @@ impl Config {
         if max_frame_bytes < 1024 {
             return Err(env.invalid("CONFAB_WS_MAX_FRAME_BYTES", "must be at least 1024"));
         }
+        let max_deliveries: u64 = env.parse("CONFAB_EVENT_MAX_DELIVERIES", 5)?;
+        if max_deliveries == 0 {
+            return Err(env.invalid("CONFAB_EVENT_MAX_DELIVERIES", "must be at least 1"));
+        }
+        let retry_base_ms: u64 = env.parse("CONFAB_EVENT_RETRY_BASE_MS", 500)?;
+        if retry_base_ms < 10 {
+            return Err(env.invalid("CONFAB_EVENT_RETRY_BASE_MS", "must be at least 10"));
+        }
         Ok(Self {
             common: Common::load(env, "CONFAB_BACKEND_PORT", 8000)?,
             database_url: database_url(env, "CONFAB_BACKEND_DATABASE_URL", "backend")?,
@@ -95,6 +108,11 @@ impl Config {
             max_message_chars: env.parse("CONFAB_MAX_MESSAGE_CHARS", 16_000)?,
             access_token_ttl_secs: env.parse("CONFAB_ACCESS_TOKEN_TTL_SECS", 900)?,
             import_max_bytes: env.parse("CONFAB_IMPORT_MAX_BYTES", 64 * 1024 * 1024)?,
+            events: events::ConsumerSettings {
+                max_deliveries,
+                retry_base: Duration::from_millis(retry_base_ms),
+            },
+            relay_fault: confab_core::outbox::RelayFault::from_env(env)?,
             clock: Clock::system(),
             reply_lease: {
                 let var = "CONFAB_REPLY_LEASE_SECS";
@@ -120,6 +138,8 @@ pub struct AppState {
     pub hub: ws::hub::Hub,
     pub shutdown: CancellationToken,
     pub known_users: identity::KnownUsers,
+    /// Wakes the outbox relay after a commit that wrote an event.
+    pub outbox: confab_core::outbox::OutboxSignal,
 }
 
 const DB_POOL_SIZE: u32 = 20;
@@ -180,6 +200,7 @@ pub async fn build(config: Config) -> Result<App, Error> {
         hub,
         shutdown,
         known_users: identity::KnownUsers::default(),
+        outbox: confab_core::outbox::OutboxSignal::default(),
     };
     Ok(App { listener, state })
 }
@@ -210,6 +231,21 @@ impl App {
         // Replies whose instance died are failed by whichever instance looks
         // first (this one, at start, included).
         tasks.spawn(state.chat.clone().watch_leases(stop.clone()));
+        let relay = confab_core::outbox::Relay::spawn(
+            confab_core::outbox::RelaySettings {
+                service: "backend",
+                pool: state.db.clone(),
+                redis: state.redis.clone(),
+                stream: state.keys.events_stream(),
+                signal: state.outbox.clone(),
+                clock: state.config.clock.clone(),
+                // Relayed, it has done its job; kept, it would remember a
+                // deleted chat.
+                erase_when_published: &["thread.deleted"],
+                fault: state.config.relay_fault,
+            },
+            stop.clone(),
+        );
 
         let serve_stop = stop.clone();
         let served = axum::serve(listener, http::router(state.clone()))
@@ -225,6 +261,7 @@ impl App {
             .await;
         stop.cancel();
         state.chat.wait_idle(GENERATION_STOP_TIMEOUT).await;
+        relay.join(GENERATION_STOP_TIMEOUT).await;
         tasks.shutdown().await;
         tracing::info!("backend stopped");
         Ok(served?)

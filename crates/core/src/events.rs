@@ -1,11 +1,14 @@
-//! Cross-service events. The auth service writes them to its outbox in the
-//! same transaction as the change; a relay appends them to a Redis Stream
-//! (`Keys::events_stream`) where the backend reads them in a consumer group
-//! and applies each one at most once (it records processed event ids).
+//! Cross-service events. A service writes them to its outbox
+//! ([`crate::outbox`]) in the same transaction as the change; a relay appends
+//! them to a Redis Stream (`Keys::events_stream`) where consumers read them
+//! in a consumer group and apply each one at most once (they record
+//! processed event ids). Consumers ignore types they do not know, so a
+//! producer can add a type before every consumer handles it.
 
-use crate::ids::{EventId, SessionId, UserId};
+use crate::ids::{EventId, SessionId, ThreadId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
@@ -15,12 +18,29 @@ pub enum EventKind {
         user_id: UserId,
         email: String,
         display_name: String,
+        /// The profile's version in auth (1 at sign-up); see `UserUpdated`.
+        #[serde(default)]
+        version: i64,
     },
+    /// The whole public profile after a change, not a diff: applying the
+    /// newest one is enough, whatever came before it.
     #[serde(rename = "user.updated")]
     UserUpdated {
         user_id: UserId,
         email: String,
         display_name: String,
+        /// Path of the uploaded avatar (served by auth), `None` for the
+        /// initial-based default.
+        #[serde(default)]
+        avatar_url: Option<String>,
+        /// IANA time zone name, `None` for the browser's own.
+        #[serde(default)]
+        time_zone: Option<String>,
+        /// Increases by one with every change of the profile in auth. A
+        /// consumer applies an event only if it is newer than what it holds,
+        /// so a late or redelivered older event can never win.
+        #[serde(default)]
+        version: i64,
     },
     #[serde(rename = "user.deleted")]
     UserDeleted { user_id: UserId },
@@ -28,6 +48,15 @@ pub enum EventKind {
     SessionRevoked {
         user_id: UserId,
         session_id: SessionId,
+    },
+    /// Published by the backend when a conversation is deleted. It names
+    /// the thread by SHA-256 of its id (hex), not the id: a deleted chat
+    /// leaves no trace in any store, while a consumer that kept something
+    /// under the id can still recognise it.
+    #[serde(rename = "thread.deleted")]
+    ThreadDeleted {
+        user_id: UserId,
+        thread_hash: String,
     },
 }
 
@@ -38,8 +67,39 @@ impl EventKind {
             EventKind::UserUpdated { .. } => "user.updated",
             EventKind::UserDeleted { .. } => "user.deleted",
             EventKind::SessionRevoked { .. } => "session.revoked",
+            EventKind::ThreadDeleted { .. } => "thread.deleted",
         }
     }
+
+    /// `thread.deleted` for this thread.
+    pub fn thread_deleted(user_id: UserId, thread: ThreadId) -> Self {
+        let digest = Sha256::digest(thread.to_string().as_bytes());
+        let thread_hash = digest.iter().map(|b| format!("{b:02x}")).collect();
+        EventKind::ThreadDeleted {
+            user_id,
+            thread_hash,
+        }
+    }
+
+    /// The user the event is about.
+    pub fn user_id(&self) -> UserId {
+        match self {
+            EventKind::UserRegistered { user_id, .. }
+            | EventKind::UserUpdated { user_id, .. }
+            | EventKind::UserDeleted { user_id }
+            | EventKind::SessionRevoked { user_id, .. }
+            | EventKind::ThreadDeleted { user_id, .. } => *user_id,
+        }
+    }
+
+    /// Every type this build knows; a consumer acknowledges and skips others.
+    pub const TYPES: &'static [&'static str] = &[
+        "user.registered",
+        "user.updated",
+        "user.deleted",
+        "session.revoked",
+        "thread.deleted",
+    ];
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

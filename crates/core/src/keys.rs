@@ -22,6 +22,16 @@ impl Keys {
         format!("{}events", self.prefix)
     }
 
+    /// Events no consumer could apply, moved aside with the reason.
+    pub fn dead_letter_stream(&self) -> String {
+        format!("{}events:dead", self.prefix)
+    }
+
+    /// The backend's cached profile of one user (a hash: `v`, `body`).
+    pub fn profile_cache(&self, user: UserId) -> String {
+        format!("{}profile:{user}", self.prefix)
+    }
+
     /// Present while a session is revoked (kept for an access token's life).
     pub fn revoked(&self, sid: SessionId) -> String {
         format!("{}revoked:{sid}", self.prefix)

@@ -13,6 +13,7 @@ pub mod events;
 pub mod http;
 pub mod ids;
 pub mod keys;
+pub mod outbox;
 pub mod redis_conn;
 pub mod revocation;
 pub mod sync;

@@ -76,6 +76,7 @@ pub struct Harness {
     procs: Vec<Proc>,
     started: Instant,
     confab_bin: &'static str,
+    auth_env: Vec<(String, String)>,
     backend_env: Vec<(String, String)>,
     /// Where in `procs` each of `backend_urls` runs.
     backend_procs: Vec<usize>,
@@ -164,6 +165,7 @@ impl Harness {
             procs,
             started,
             confab_bin: bin,
+            auth_env,
             backend_env: backend_env.clone(),
             backend_procs: Vec::new(),
         };
@@ -285,6 +287,49 @@ impl Harness {
             .find_map(|l| l.strip_prefix("ws_connections "))
             .map(|v| v.trim().parse::<f64>().expect("a number") as u64)
             .unwrap_or(0)
+    }
+
+    /// The slot of `service`'s first process that is running (`running`)
+    /// or was stopped (`!running`).
+    fn slot(&self, service: &str, running: bool) -> usize {
+        self.procs
+            .iter()
+            .position(|p| p.service == service && p.is_running() == running)
+            .unwrap_or_else(|| panic!("no {service} process (running: {running})"))
+    }
+
+    /// Stop `service` gracefully (SIGTERM); `restart_service` brings it back.
+    pub fn stop_service(&mut self, service: &str) {
+        let i = self.slot(service, true);
+        self.procs[i].stop();
+    }
+
+    /// Wait for `service` to exit by itself (a fault injected into it);
+    /// its exit code. Panics if it is still running after `secs`.
+    pub async fn service_exited(&mut self, service: &str, secs: u64) -> i32 {
+        let i = self.slot(service, true);
+        let code = self.procs[i].exited(secs).await;
+        code.unwrap_or_else(|| panic!("{service} did not exit within {secs}s"))
+    }
+
+    /// Start a stopped `service` (`auth` or `backend`) again on its old
+    /// address (the other services know it by that), with its original
+    /// environment plus `extra`; returns once it is ready.
+    pub async fn restart_service(&mut self, service: &'static str, extra: &[(&str, &str)]) {
+        let i = self.slot(service, false);
+        let (mut env, port_var) = match service {
+            "auth" => (self.auth_env.clone(), "CONFAB_AUTH_PORT"),
+            "backend" => (self.backend_env.clone(), "CONFAB_BACKEND_PORT"),
+            other => panic!("cannot restart {other}"),
+        };
+        let port = self.procs[i].port().to_string();
+        env.retain(|(k, _)| k != port_var && !extra.iter().any(|(e, _)| e == k));
+        env.push((port_var.to_string(), port));
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let p = Proc::spawn(self.confab_bin, service, &env, &self.artifacts).await;
+        assert_eq!(p.url, self.procs[i].url, "restarted on another address");
+        p.wait_ready(&self.http).await;
+        self.procs[i] = p;
     }
 
     /// The log of one service so far.

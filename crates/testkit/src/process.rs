@@ -139,6 +139,35 @@ impl Proc {
         }
     }
 
+    /// True until it was stopped or exited.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Wait (at most `secs`) for the process to exit on its own; its exit
+    /// code, `None` if it is still running (or was killed by a signal).
+    pub async fn exited(&mut self, secs: u64) -> Option<i32> {
+        let deadline = confab_core::clock::instant() + Duration::from_secs(secs);
+        while confab_core::clock::instant() < deadline {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return status.code();
+            }
+            confab_core::clock::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
+    /// The TCP port it listens on.
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse().ok())
+            .expect("a port in the service URL")
+    }
+
     pub fn print_log_tail(&self, lines: usize) {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();

@@ -15,6 +15,7 @@ mod api_export_delete;
 mod api_isolation;
 mod api_resume;
 mod confab_up;
+mod events_pipeline;
 mod flow01_signup_to_first_chat;
 mod flow06_agent_error_and_retry;
 mod flow09_export_and_delete;

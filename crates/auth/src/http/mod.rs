@@ -13,7 +13,6 @@ use crate::{
     domain::{PasswordHasher, RefreshSecret},
     error::Error,
     keys::{AccessTokens, Subject},
-    outbox::OutboxSignal,
     Config,
 };
 use axum::{
@@ -25,6 +24,7 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 pub use confab_core::http::api::Json;
+use confab_core::outbox::OutboxSignal;
 use confab_core::{
     http::{api::ServiceState, readiness, standard_checks, with_common_layers},
     ids::{SessionId, UserId},

@@ -88,6 +88,7 @@ async fn signup(
             user_id: user.id,
             email: user.email.clone(),
             display_name: user.display_name.clone(),
+            version: user.profile_version,
         },
         now,
     );

@@ -12,11 +12,17 @@ pub struct User {
     pub email: String,
     pub display_name: String,
     pub password_hash: String,
+    /// Grows by one with every change of the public profile (name, email,
+    /// avatar, time zone); `user.updated` carries it.
+    pub profile_version: i64,
+    pub time_zone: Option<String>,
+    pub avatar_id: Option<uuid::Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, email, display_name, password_hash, created_at, updated_at";
+const COLUMNS: &str = "id, email, display_name, password_hash, profile_version, time_zone, \
+                       avatar_id, created_at, updated_at";
 
 /// Fails with `EmailTaken` when the (normalised) address is already used,
 /// even if a concurrent sign-up got there first.

@@ -3,7 +3,7 @@
 //! instances as JSON on the user's Redis channel (see `fanout`); the socket
 //! gateway turns each into the frame its clients read.
 
-use crate::store::messages::Message;
+use crate::store::{messages::Message, profiles::Profile};
 use confab_core::ids::{MessageId, ThreadId};
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +49,9 @@ pub enum ChatEvent {
         #[serde(default)]
         request_id: Option<uuid::Uuid>,
     },
+    /// The user's profile changed (in auth; the backend applied the event):
+    /// open pages show the new name and picture in place.
+    ProfileUpdated { profile: Profile },
 }
 
 /// One piece of a reply being written (the socket's `delta` frame has

@@ -8,6 +8,15 @@ use confab_core::ids::UserId;
 use redis::AsyncCommands;
 
 impl Chat {
+    /// Tell every open page of the user, on every instance, their profile
+    /// as it now is.
+    pub async fn profile_updated(&self, profile: &crate::store::profiles::Profile) {
+        let event = ChatEvent::ProfileUpdated {
+            profile: profile.clone(),
+        };
+        self.publish(profile.user_id, &event).await;
+    }
+
     /// Best effort: Redis is not on a message's critical path. A client that
     /// missed an event catches up with `resume`.
     pub(super) async fn publish(&self, user: UserId, event: &ChatEvent) {

@@ -17,7 +17,7 @@ pub(super) fn parse_thread(id: &str) -> Result<ThreadId, Error> {
 }
 
 pub async fn me(State(state): State<AppState>, user: AuthUser) -> Result<impl IntoResponse, Error> {
-    let profile = store::profiles::get(&state.db, user.id)
+    let profile = crate::profile_cache::load(&state, user.id)
         .await?
         .ok_or(Error::NotFound("Profile not found."))?;
     let workspace = store::profiles::default_workspace(&state.db, user.id).await?;

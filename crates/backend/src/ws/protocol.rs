@@ -134,6 +134,38 @@ pub enum ServerFrame {
         request_id: Option<uuid::Uuid>,
     },
     Pong,
+    /// Something about the user changed elsewhere; `kind` says what
+    /// (`profile.updated`).
+    Event {
+        kind: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        profile: Option<ProfileView>,
+    },
+}
+
+/// The public profile as pages show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileView {
+    pub user_id: UserId,
+    pub email: String,
+    pub display_name: String,
+    pub avatar_url: Option<String>,
+    pub time_zone: Option<String>,
+    /// Auth's profile version: a page ignores a frame older than what it shows.
+    pub version: i64,
+}
+
+impl From<crate::store::profiles::Profile> for ProfileView {
+    fn from(p: crate::store::profiles::Profile) -> Self {
+        Self {
+            user_id: p.user_id,
+            email: p.email,
+            display_name: p.display_name,
+            avatar_url: p.avatar_url,
+            time_zone: p.time_zone,
+            version: p.version,
+        }
+    }
 }
 
 impl ServerFrame {
@@ -229,6 +261,10 @@ impl From<ChatEvent> for ServerFrame {
                 message_id,
                 html: (!partial.is_empty()).then(|| markdown::render(&partial)),
                 request_id,
+            },
+            ChatEvent::ProfileUpdated { profile } => ServerFrame::Event {
+                kind: "profile.updated",
+                profile: Some(profile.into()),
             },
         }
     }
