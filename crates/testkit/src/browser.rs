@@ -52,6 +52,11 @@ impl Browser {
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
                     "--no-first-run", "--disable-quic", "--window-size=1280,900",
+                    // New messages fade in from opacity 0 (0.2 s); WebDriver
+                    // reads text of a not-yet-opaque element as "". Tests
+                    // assert what is on the page, not how fast it fades in,
+                    // so the page honours reduced motion (its CSS does).
+                    "--force-prefers-reduced-motion",
                     format!("--user-data-dir={}", profile.display()),
                 ]
             }

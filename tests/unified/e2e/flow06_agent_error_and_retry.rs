@@ -189,9 +189,11 @@ async fn flow06_agent_error_and_retry() {
 
                 // The failure is shown in place of the reply, specifically.
                 let shown = last_reply(&c, "failed", "").await;
-                let error = text(&c, &format!("{LAST} [data-testid=message-error]"))
-                    .await
-                    .unwrap_or_default();
+                let error_css = format!("{LAST} [data-testid=message-error]");
+                let error = eventually(5, &format!("{kind}: the friendly error shown"), || async {
+                    text(&c, &error_css).await.filter(|t| !t.is_empty())
+                })
+                .await;
                 assert!(error.contains(friendly), "{kind}: {error:?}");
                 match partial {
                     Some(p) => {
