@@ -55,6 +55,12 @@ pub enum Error {
     #[error("{0}")]
     ReauthenticationRequired(&'static str),
 
+    #[error("The picture is too large: at most {} KiB.", .0 / 1024)]
+    AvatarTooLarge(usize),
+
+    #[error("Upload the picture as PNG, JPEG, GIF or WebP.")]
+    AvatarType,
+
     #[error("No such endpoint.")]
     NotFound,
 
@@ -92,6 +98,8 @@ impl Error {
             Error::Token(TokenError::Jwks(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Token(_) => StatusCode::UNAUTHORIZED,
             Error::ReauthenticationRequired(_) => StatusCode::FORBIDDEN,
+            Error::AvatarTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::AvatarType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::Infra(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -111,6 +119,8 @@ impl Error {
             Error::MissingToken => "missing_token",
             Error::Token(e) => e.code(),
             Error::ReauthenticationRequired(_) => "reauthentication_required",
+            Error::AvatarTooLarge(_) => "avatar_too_large",
+            Error::AvatarType => "unsupported_avatar_type",
             Error::NotFound => "not_found",
             Error::MethodNotAllowed => "method_not_allowed",
             Error::Infra(_) | Error::Internal(_) => "internal",
@@ -122,6 +132,7 @@ impl Error {
             Error::Validation { field, .. } => Some(field),
             Error::EmailTaken => Some("email"),
             Error::ReauthenticationRequired(_) => Some("password"),
+            Error::AvatarTooLarge(_) | Error::AvatarType => Some("avatar"),
             _ => None,
         }
     }

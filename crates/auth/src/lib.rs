@@ -68,6 +68,8 @@ pub struct Config {
     pub clock: Clock,
     /// `CONFAB_FAULT_RELAY`: a fault the outbox relay injects (tests only).
     pub relay_fault: RelayFault,
+    /// `CONFAB_AVATAR_MAX_BYTES` (default 512 KiB): largest avatar upload.
+    pub avatar_max_bytes: usize,
 }
 
 impl Config {
@@ -121,6 +123,7 @@ impl Config {
             reauth_window,
             clock: Clock::system(),
             relay_fault: RelayFault::from_env(env)?,
+            avatar_max_bytes: env.parse("CONFAB_AVATAR_MAX_BYTES", 512 * 1024)?,
         })
     }
 }

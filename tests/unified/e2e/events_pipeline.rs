@@ -299,3 +299,43 @@ async fn a_relay_killed_between_publishing_and_marking_loses_and_doubles_nothing
     assert_eq!(applied("applied").await, 1.0);
     assert_eq!(applied("duplicate").await, 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_backend_catches_up_in_order_applying_each_update_once() {
+    let mut h = Harness::start(BUILD, "events_backend_down_catch_up").await;
+    let alice = h.sign_up().await;
+    h.events_settled().await;
+    h.stop_service("backend");
+    let me = format!("{}/v1/auth/me", h.auth_url);
+    for name in ["First Rename", "Second Rename"] {
+        let (s, b) = h
+            .call(
+                reqwest::Method::PATCH,
+                &me,
+                Some(&alice.access_token),
+                Some(serde_json::json!({"display_name": name})),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+    }
+    h.restart_service("backend", &[]).await;
+    h.events_settled().await;
+    assert_eq!(
+        display_name(&h, &alice.id).await.unwrap(),
+        ("Second Rename".into(), 3)
+    );
+    let ids: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM outbox WHERE type = 'user.updated' ORDER BY seq")
+            .fetch_all(&h.dbs.auth)
+            .await
+            .unwrap();
+    assert_eq!(ids.len(), 2);
+    let applied: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT event_id FROM processed_events WHERE event_type = 'user.updated'
+         ORDER BY processed_at",
+    )
+    .fetch_all(&h.dbs.backend)
+    .await
+    .unwrap();
+    assert_eq!(applied, ids, "each applied once, in order");
+}

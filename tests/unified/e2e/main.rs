@@ -13,11 +13,13 @@ mod api_auth;
 mod api_chat;
 mod api_export_delete;
 mod api_isolation;
+mod api_profile;
 mod api_resume;
 mod confab_up;
 mod events_pipeline;
 mod flow01_signup_to_first_chat;
 mod flow06_agent_error_and_retry;
+mod flow07_profile_update_across_services;
 mod flow09_export_and_delete;
 mod scale_out;
 

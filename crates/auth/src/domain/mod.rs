@@ -2,16 +2,20 @@
 //! handler holds an `Email`, a `Password` or a `DisplayName`, nothing
 //! downstream checks it again.
 
+mod avatar;
 mod display_name;
 mod email;
 mod password;
 mod refresh_policy;
 mod refresh_token;
 mod signing_key;
+mod time_zone;
 
+pub use avatar::Avatar;
 pub use display_name::DisplayName;
 pub use email::Email;
 pub use password::{Argon2Settings, Password, PasswordHasher};
 pub use refresh_policy::{PresentedState, Refresh, RefreshPolicy};
 pub use refresh_token::RefreshSecret;
 pub use signing_key::NewSigningKey;
+pub use time_zone::TimeZone;

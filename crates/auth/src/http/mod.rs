@@ -4,6 +4,7 @@
 mod account;
 mod extractor;
 mod jwks;
+mod profile;
 mod sessions;
 mod users;
 
@@ -59,6 +60,7 @@ pub fn router(ctx: ApiContext) -> Router {
     let api = Router::new()
         .merge(users::router())
         .merge(account::router())
+        .merge(profile::router())
         .merge(sessions::router())
         .merge(jwks::router())
         .route("/openapi.json", get(openapi))

@@ -1,8 +1,6 @@
 //! Accounts: sign up, log in, who am I.
 
-use super::{
-    sessions::open_session, token_response, user_agent, ApiContext, AuthUser, Json, UserBody,
-};
+use super::{sessions::open_session, token_response, user_agent, ApiContext, Json, UserBody};
 use crate::{
     domain::{DisplayName, Email, Password},
     error::Error,
@@ -12,21 +10,16 @@ use axum::{
     extract::State,
     http::{HeaderMap, StatusCode},
     response::Response,
-    routing::{get, post},
+    routing::post,
     Router,
 };
-use chrono::{DateTime, Utc};
-use confab_core::{
-    events::{Event, EventKind},
-    ids::UserId,
-};
-use serde::{Deserialize, Serialize};
+use confab_core::events::{Event, EventKind};
+use serde::Deserialize;
 
 pub(super) fn router() -> Router<ApiContext> {
     Router::new()
         .route("/v1/auth/signup", post(signup))
         .route("/v1/auth/login", post(login))
-        .route("/v1/auth/me", get(me))
 }
 
 #[derive(Deserialize)]
@@ -42,14 +35,6 @@ struct SignupRequest {
 struct LoginRequest {
     email: String,
     password: String,
-}
-
-#[derive(Serialize)]
-struct MeBody {
-    id: UserId,
-    email: String,
-    display_name: String,
-    created_at: DateTime<Utc>,
 }
 
 impl From<&User> for UserBody {
@@ -159,18 +144,4 @@ async fn login(
         &refresh,
         now,
     )
-}
-
-async fn me(auth: AuthUser, State(ctx): State<ApiContext>) -> Result<Json<MeBody>, Error> {
-    // Deleting a user deletes their sessions, so the extractor already
-    // refused a deleted user's token; this is only the race with deletion.
-    let user = store::users::find(&ctx.db, auth.user_id)
-        .await?
-        .ok_or(Error::SessionRevoked)?;
-    Ok(Json(MeBody {
-        id: user.id,
-        email: user.email,
-        display_name: user.display_name,
-        created_at: user.created_at,
-    }))
 }

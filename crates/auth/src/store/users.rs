@@ -96,3 +96,48 @@ pub async fn delete(
         .await?;
     Ok(Some(sessions))
 }
+
+/// A change of the public profile; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct ProfileUpdate<'a> {
+    pub display_name: Option<&'a DisplayName>,
+    /// `Some(None)` clears it (the browser's own zone).
+    pub time_zone: Option<Option<&'a str>>,
+    /// `Some(None)`: back to the initials.
+    pub avatar_id: Option<Option<uuid::Uuid>>,
+    pub email: Option<&'a Email>,
+}
+
+/// Apply `change` and bump the profile version; the caller writes
+/// `user.updated` with the returned row in the same transaction. The row
+/// lock this takes orders concurrent changes of one user, and so their
+/// events.
+pub async fn update_profile(
+    db: impl PgExecutor<'_>,
+    id: UserId,
+    change: &ProfileUpdate<'_>,
+    now: DateTime<Utc>,
+) -> Result<Option<User>, Error> {
+    sqlx::query_as::<_, User>(&format!(
+        "UPDATE users SET
+           display_name = COALESCE($2, display_name),
+           time_zone = CASE WHEN $3 THEN $4 ELSE time_zone END,
+           avatar_id = CASE WHEN $5 THEN $6 ELSE avatar_id END,
+           email = COALESCE($7, email),
+           profile_version = profile_version + 1,
+           updated_at = $8
+         WHERE id = $1
+         RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(change.display_name.map(DisplayName::as_str))
+    .bind(change.time_zone.is_some())
+    .bind(change.time_zone.flatten())
+    .bind(change.avatar_id.is_some())
+    .bind(change.avatar_id.flatten())
+    .bind(change.email.map(Email::as_str))
+    .bind(now)
+    .fetch_optional(db)
+    .await
+    .on_constraint("users_email_key", || Error::EmailTaken)
+}

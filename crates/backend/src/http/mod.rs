@@ -5,6 +5,7 @@ mod export;
 mod extractor;
 mod manage;
 mod threads;
+mod workspaces;
 
 pub use extractor::AuthUser;
 
@@ -25,6 +26,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/v1/threads", "post"),
     ("/v1/threads/{id}", "get"),
     ("/v1/threads/{id}/messages", "get"),
+    ("/v1/workspaces/default", "patch"),
     ("/v1/threads/{id}", "patch"),
     ("/v1/threads/{id}", "delete"),
     ("/v1/threads/delete", "post"),
@@ -49,6 +51,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(manage::delete_one),
         )
         .route("/v1/threads/{id}/messages", get(threads::messages))
+        .route(
+            "/v1/workspaces/default",
+            axum::routing::patch(workspaces::rename_default),
+        )
         .route("/v1/threads/delete", post(manage::delete_many))
         .route("/v1/threads/{id}/export", get(export::one))
         .route("/v1/export", get(export::all))

@@ -7,14 +7,29 @@ import { $ } from "./util.js";
 export function showUser(user) {
   const name = user.display_name || user.email || "";
   for (const el of document.querySelectorAll('[data-testid="user-display-name"]')) el.textContent = name;
-  const avatar = $("user-avatar");
-  if (avatar) avatar.textContent = initials(name);
+  for (const id of ["user-avatar", "profile-avatar"]) paintAvatar($(id), user, name);
   const sName = $("settings-display-name");
   if (sName) sName.textContent = user.display_name || "—";
   const sEmail = $("settings-email");
   if (sEmail) sEmail.textContent = user.email || "—";
   const details = $("account-details");
   if (details) details.setAttribute("aria-busy", "false");
+}
+
+/** The uploaded picture, or the initials when there is none. */
+function paintAvatar(el, user, name) {
+  if (!el) return;
+  el.textContent = "";
+  if (user.avatar_url) {
+    const img = document.createElement("img");
+    img.src = user.avatar_url;
+    img.alt = "";
+    el.append(img);
+    el.dataset.avatar = "picture";
+  } else {
+    el.textContent = initials(name);
+    el.dataset.avatar = "initials";
+  }
 }
 
 function initials(name) {

@@ -213,6 +213,39 @@ export function endSession() {
   emit("leave", "account deleted");
 }
 
+/** Upload a file as the raw body (`PUT`), with the access token; its JSON
+ *  answer, or an ApiError. */
+export async function upload(path, file, retried = false) {
+  let response;
+  try {
+    response = await fetch(path, {
+      method: "PUT",
+      headers: { Accept: "application/json", Authorization: `Bearer ${session.token}`, "Content-Type": file.type || "application/octet-stream" },
+      credentials: "same-origin",
+      body: file,
+    });
+  } catch {
+    throw new ApiError(0, { message: MESSAGES.network });
+  }
+  if (response.status === 401 && !retried) {
+    await refreshToken();
+    return upload(path, file, true);
+  }
+  if (!response.ok) throw new ApiError(response.status, await readError(response));
+  return response.json();
+}
+
+/** The profile changed (here, in another tab, on another device): every
+ *  part of the page that shows the user repaints. An older version than the
+ *  one shown is ignored, so frames arriving out of order cannot go back. */
+export function profileChanged(profile) {
+  const shown = session.user && Number(session.user.profile_version || session.user.version || 0);
+  const incoming = Number(profile.profile_version || profile.version || 0);
+  if (shown && incoming && incoming < shown) return;
+  session.user = { ...(session.user || {}), ...profile, profile_version: incoming || shown };
+  emit("user", session.user);
+}
+
 /** End the session on the server and go to the login page. */
 export async function logout(button) {
   if (button) {

@@ -2,7 +2,7 @@
 // modules that do the work, then boots — session first, then the socket, the
 // thread list and the shown thread.
 
-import { logout, on, refreshToken } from "../api.js";
+import { logout, on, profileChanged, refreshToken } from "../api.js";
 import { showUser } from "../account.js";
 import { hideBanner, showBanner } from "../banners.js";
 import { connectionLost, handleFrame, sendMessage, showNewChat, showThread, shownThread } from "../chat.js";
@@ -156,6 +156,10 @@ async function boot() {
   startSocket({
     onFrame(frame) {
       if (frame.type === "ready") onReady(frame);
+      if (frame.type === "event" && frame.kind === "profile.updated" && frame.profile) {
+        profileChanged(frame.profile);
+        return;
+      }
       handleFrame(frame);
     },
     onDropped: connectionLost,
