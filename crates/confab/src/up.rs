@@ -29,7 +29,9 @@ pub async fn run(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating the data folder {}", data_dir.display()))?;
 
-    let mut extra_env: Vec<(String, String)> = Vec::new();
+    // The backend finds the default local model in the data folder's models/.
+    let mut extra_env: Vec<(String, String)> =
+        vec![("CONFAB_DATA_DIR".into(), data_dir.display().to_string())];
     let postgres = match env.opt_string("CONFAB_DATABASE_URL") {
         Some(_) => None,
         None => {

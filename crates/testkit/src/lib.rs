@@ -33,8 +33,20 @@ use std::{path::PathBuf, time::Instant};
 pub enum Agent {
     /// The OpenAI-compatible stand-in (scriptable replies and faults).
     StandIn,
-    /// Confab's embedded offline assistant.
+    /// The rule-based offline assistant (no model file in the data folder).
     Offline,
+    /// The real local model ([`local_model_path`]), greedy and short.
+    Local,
+}
+
+/// The local model file the tests run: `CONFAB_TEST_LOCAL_MODEL`, or the
+/// default model where `./scripts/deps.sh --model` puts it in the checkout.
+pub fn local_model_path() -> PathBuf {
+    match std::env::var("CONFAB_TEST_LOCAL_MODEL") {
+        Ok(p) if !p.trim().is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../.confab/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    }
 }
 
 pub struct Options {
@@ -109,7 +121,7 @@ impl Harness {
         let redis_prefix = format!("t:{}:", uuid::Uuid::new_v4().simple());
         let llm = match options.agent {
             Agent::StandIn => Some(LlmStandIn::start().await),
-            Agent::Offline => None,
+            Agent::Offline | Agent::Local => None,
         };
 
         let mut common: Vec<(String, String)> = vec![
@@ -145,6 +157,20 @@ impl Harness {
             backend_env.push(("CONFAB_LLM_API_KEY".into(), llm::API_KEY.into()));
             backend_env.push(("CONFAB_LLM_MODEL".into(), "stand-in-model".into()));
             backend_env.push(("CONFAB_LLM_TIMEOUT_SECS".into(), "5".into()));
+        }
+        // A data folder of its own: a model in the checkout's is never
+        // picked up by accident (Offline means no model file).
+        backend_env.push(("CONFAB_DATA_DIR".into(), artifacts.display().to_string()));
+        if options.agent == Agent::Local {
+            let model = local_model_path();
+            assert!(
+                model.exists(),
+                "no local model at {} (run ./scripts/deps.sh --model)",
+                model.display()
+            );
+            backend_env.push(("CONFAB_LOCAL_MODEL".into(), model.display().to_string()));
+            backend_env.push(("CONFAB_LOCAL_TEMPERATURE".into(), "0".into()));
+            backend_env.push(("CONFAB_LOCAL_MAX_TOKENS".into(), "48".into()));
         }
         // Insert-if-absent: a test's own env may already name these.
         let mut harness = Harness {

@@ -1,8 +1,9 @@
 //! `confab up` from nothing: private PostgreSQL and Redis started from the
 //! machine's server binaries in a data folder, migrations, the three
-//! services; sign up and chat with the offline assistant through web; a clean
-//! stop on SIGTERM; and a second start that reuses the data folder (the user
-//! is still there).
+//! services; with no model file, sign up and chat with the offline assistant
+//! through web (which says how to get a model); a clean stop on SIGTERM; and
+//! a second start that reuses the data folder (the user is still there) and
+//! finds the local model placed in it, which then answers.
 
 use crate::BUILD;
 use confab_testkit::{user::unique_email, Socket};
@@ -40,6 +41,7 @@ impl Up {
             .env("CONFAB_BACKEND_PORT", "0")
             .env("CONFAB_WEB_PORT", "0")
             .env("CONFAB_OFFLINE_TOKEN_DELAY_MS", "1")
+            .env("CONFAB_LOCAL_MAX_TOKENS", "24")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))
@@ -151,6 +153,8 @@ async fn confab_up_runs_everything_from_nothing() {
     let mut ws = Socket::connect(&ws_url, Some(&up.url)).await;
     let ready = ws.authenticate(&token).await;
     assert_eq!(ready["agent"]["offline"], true);
+    let notice = ready["agent"]["notice"].as_str().unwrap_or_default();
+    assert!(notice.contains("./scripts/deps.sh --model"), "{ready}");
     ws.send_message("up-1", None, "2 + 2 * 10").await;
     let reply = ws.collect_reply().await;
     assert!(reply.text.contains("22"), "{}", reply.text);
@@ -167,6 +171,14 @@ async fn confab_up_runs_everything_from_nothing() {
     );
 
     // The data folder is reused: the account and its chat survive a restart.
+    // The default model is now in its models/ (as ./scripts/up.sh puts it).
+    let models = data.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let model = confab_testkit::local_model_path();
+    let placed = models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if std::fs::hard_link(&model, &placed).is_err() {
+        std::fs::copy(&model, &placed).expect("place the model in the data folder");
+    }
     let mut up2 = Up::start(&dir, logs.join("up-2.log")).await;
     let (status, body) = post(
         &format!("{}/v1/auth/login", up2.url),
@@ -183,6 +195,22 @@ async fn confab_up_runs_everything_from_nothing() {
     )
     .await;
     assert_eq!(threads["threads"][0]["title"], "2 + 2 * 10", "{threads}");
+    let mut ws = Socket::connect(
+        &up2.url.replacen("http://", "ws://", 1) + "/v1/ws",
+        Some(&up2.url),
+    )
+    .await;
+    let ready = ws
+        .authenticate(body["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(ready["agent"]["kind"], "local", "{ready}");
+    ws.send_message("up-2", None, "Hello! Who are you?").await;
+    let reply = ws.collect_reply().await;
+    assert!(
+        !reply.text.trim().is_empty() && reply.deltas > 1,
+        "{reply:?}"
+    );
+    ws.close().await;
     assert!(
         up2.stop(),
         "confab up did not stop cleanly:\n{}",

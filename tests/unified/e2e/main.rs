@@ -21,6 +21,7 @@ mod flow01_signup_to_first_chat;
 mod flow06_agent_error_and_retry;
 mod flow07_profile_update_across_services;
 mod flow09_export_and_delete;
+mod local_model;
 mod scale_out;
 
 use confab_testkit::Build;

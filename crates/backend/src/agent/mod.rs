@@ -1,7 +1,9 @@
-//! The agent: a provider trait with streaming output and two providers — an
-//! OpenAI-compatible client (OpenAI, Ollama, vLLM, llama.cpp, LM Studio) and
-//! the embedded offline assistant that needs no network.
+//! The agent: a provider trait with streaming output and three providers — an
+//! OpenAI-compatible client (OpenAI, Ollama, vLLM, llama.cpp, LM Studio), the
+//! local model run on this machine's CPU (the default), and the rule-based
+//! offline assistant that stands in when no model file is there.
 
+pub mod local;
 pub mod offline;
 pub mod openai;
 pub mod resilience;
@@ -27,6 +29,8 @@ pub struct LlmConfig {
     pub context_chars: usize,
     /// Delay between tokens of the offline assistant (so streaming shows).
     pub offline_token_delay: Duration,
+    /// The local model, used when no `CONFAB_LLM_BASE_URL` is set.
+    pub local: local::LocalConfig,
 }
 
 /// The stages of one request to a provider, each with its own limit: a dead
@@ -71,6 +75,13 @@ impl LlmConfig {
             idle: ms("CONFAB_LLM_IDLE_TIMEOUT_MS", 30_000)?,
             deadline: Duration::from_secs(deadline_secs),
         };
+        if base_url.is_some() && env.opt_string("CONFAB_LOCAL_MODEL").is_some() {
+            return Err(env.invalid(
+                "CONFAB_LOCAL_MODEL",
+                "set either CONFAB_LOCAL_MODEL (a model file run here) or CONFAB_LLM_BASE_URL \
+                 (a model server), not both",
+            ));
+        }
         Ok(Self {
             base_url,
             api_key: env.opt_string("CONFAB_LLM_API_KEY"),
@@ -81,6 +92,7 @@ impl LlmConfig {
             offline_token_delay: Duration::from_millis(
                 env.parse("CONFAB_OFFLINE_TOKEN_DELAY_MS", 12u64)?,
             ),
+            local: local::LocalConfig::from_env(env)?,
         })
     }
 }
@@ -99,12 +111,16 @@ pub struct ChatMessage {
     pub content: String,
 }
 
-/// What the UI is told about the agent (shown plainly when offline).
+/// What the UI is told about the agent: its name is shown, and a notice
+/// (when there is one) explains what to do, e.g. how to get a model.
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentInfo {
+    /// `local`, `openai` or `offline`.
     pub kind: &'static str,
     pub model: String,
     pub offline: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
 }
 
 /// Why a provider request failed. Each variant is one [`FailureKind`], which
@@ -142,6 +158,12 @@ pub enum ProviderError {
     /// not even tried until `retry_in` has passed.
     #[error("the model provider is failing; requests paused for {retry_in:?}")]
     CircuitOpen { retry_in: Duration },
+    /// The local model's workers and queue are all taken.
+    #[error("the local model is busy with other replies")]
+    Busy,
+    /// The local model failed while generating.
+    #[error("the local model failed: {0}")]
+    Model(String),
 }
 
 /// The kinds of provider failure, as metrics and logs name them.
@@ -163,6 +185,10 @@ pub enum FailureKind {
     Malformed,
     ContentFiltered,
     CircuitOpen,
+    /// The local model has no free worker or queue slot.
+    Busy,
+    /// The local model failed while generating.
+    ModelFailed,
 }
 
 impl FailureKind {
@@ -181,6 +207,8 @@ impl FailureKind {
             FailureKind::Malformed => "malformed",
             FailureKind::ContentFiltered => "content_filtered",
             FailureKind::CircuitOpen => "circuit_open",
+            FailureKind::Busy => "busy",
+            FailureKind::ModelFailed => "model_failed",
         }
     }
 }
@@ -204,6 +232,8 @@ impl ProviderError {
             ProviderError::Cut => FailureKind::Cut,
             ProviderError::ContentFiltered => FailureKind::ContentFiltered,
             ProviderError::CircuitOpen { .. } => FailureKind::CircuitOpen,
+            ProviderError::Busy => FailureKind::Busy,
+            ProviderError::Model(_) => FailureKind::ModelFailed,
         }
     }
 
@@ -218,6 +248,7 @@ impl ProviderError {
                 | FailureKind::Timeout
                 | FailureKind::RateLimited
                 | FailureKind::ServerError
+                | FailureKind::Busy
         )
     }
 
@@ -253,6 +284,8 @@ impl ProviderError {
             FailureKind::Malformed => "agent_bad_response",
             FailureKind::ContentFiltered => "agent_content_filtered",
             FailureKind::CircuitOpen => "agent_circuit_open",
+            FailureKind::Busy => "agent_busy",
+            FailureKind::ModelFailed => "agent_model_failed",
         }
     }
 
@@ -287,6 +320,8 @@ impl ProviderError {
             ProviderError::Malformed(_) => "The AI model sent a reply Confab could not read. Retry to try again.".into(),
             ProviderError::Cut => "The AI model's reply was cut off. What arrived is kept; retry for a complete one.".into(),
             ProviderError::ContentFiltered => "The AI model's content filter stopped this reply. Try rephrasing your message.".into(),
+            ProviderError::Busy => "The local model is busy with other replies right now. Retry in a moment.".into(),
+            ProviderError::Model(_) => "The local model failed while writing this reply. What arrived is kept; retry to try again.".into(),
         }
     }
 }
@@ -320,11 +355,40 @@ pub trait Provider: Send + Sync + 'static {
     async fn stream(&self, messages: Vec<ChatMessage>) -> Result<TokenStream, ProviderError>;
 }
 
-pub fn build(config: &LlmConfig) -> Result<Arc<dyn Provider>, confab_core::error::InfraError> {
-    Ok(match &config.base_url {
-        Some(_) => Arc::new(openai::OpenAi::new(config.clone())?),
-        None => Arc::new(offline::Offline::new(config.offline_token_delay)),
-    })
+/// Why no provider could be built at start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Infra(#[from] confab_core::error::InfraError),
+    #[error(transparent)]
+    Model(#[from] local::ModelError),
+}
+
+/// The configured provider: a model server when `CONFAB_LLM_BASE_URL` is set,
+/// otherwise the local model (loaded here, off the async runtime). A default
+/// model file that is missing is not an error: the offline assistant stands
+/// in and the chat page says how to get the model. A file that is there but
+/// unusable, or one chosen with `CONFAB_LOCAL_MODEL`, must load.
+pub async fn build(config: &LlmConfig) -> Result<Arc<dyn Provider>, BuildError> {
+    if config.base_url.is_some() {
+        return Ok(Arc::new(openai::OpenAi::new(config.clone())?));
+    }
+    if let local::ModelSource::Default(path) = &config.local.model {
+        if !path.exists() {
+            tracing::warn!(
+                path = %path.display(),
+                "no local model file; the offline assistant answers instead (./scripts/deps.sh --model fetches the model)"
+            );
+            return Ok(Arc::new(
+                offline::Offline::new(config.offline_token_delay).missing_model(path),
+            ));
+        }
+    }
+    let local = config.local.clone();
+    let model = tokio::task::spawn_blocking(move || local::Local::load(local))
+        .await
+        .map_err(|e| local::ModelError::Panicked(e.to_string()))??;
+    Ok(Arc::new(model))
 }
 
 /// `provider` behind automatic retries and a circuit breaker.

@@ -1,21 +1,39 @@
-//! The embedded offline assistant: Confab's default agent when no model is
-//! configured, so `confab up` works on a machine with no network. It is not a
-//! language model and says so; it answers greetings and questions about
-//! itself, does arithmetic, shows off Markdown, and explains how to connect a
-//! real model. Replies stream token by token like a real provider's.
+//! The rule-based offline assistant: the fallback when no model is there
+//! (the default local model's file is missing), so `confab up` still gives a
+//! working chat. It is not a language model and says so; it answers
+//! greetings and questions about itself, does arithmetic, shows off Markdown,
+//! and explains how to get a real model. Replies stream token by token like
+//! a real provider's.
 
 use super::{AgentInfo, ChatMessage, Provider, ProviderError, Role, TokenStream};
 use async_trait::async_trait;
 use futures::StreamExt;
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 pub struct Offline {
     token_delay: Duration,
+    notice: Option<String>,
 }
 
 impl Offline {
     pub fn new(token_delay: Duration) -> Self {
-        Self { token_delay }
+        Self {
+            token_delay,
+            notice: None,
+        }
+    }
+
+    /// Standing in for the default local model, whose file is not at `path`:
+    /// the chat page says how to get it.
+    pub fn missing_model(mut self, path: &Path) -> Self {
+        self.notice = Some(format!(
+            "No language model is installed, so replies come from Confab's rule-based offline \
+             assistant. Get the default model (SmolLM2-135M-Instruct, 98 MB, once) with \
+             ./scripts/deps.sh --model (./scripts/up.sh does it for you) so it lands in {}, or set \
+             CONFAB_LOCAL_MODEL=/path/model.gguf or CONFAB_LLM_BASE_URL; then restart Confab.",
+            path.display()
+        ));
+        self
     }
 }
 
@@ -26,6 +44,7 @@ impl Provider for Offline {
             kind: "offline",
             model: "confab-offline-assistant".into(),
             offline: true,
+            notice: self.notice.clone(),
         }
     }
 
@@ -67,9 +86,11 @@ fn tokenize(text: &str) -> Vec<String> {
     out
 }
 
-const CONNECT_HINT: &str = "To chat with a real model, start Confab with `CONFAB_LLM_BASE_URL` \
-(for example `https://api.openai.com/v1`, or `http://localhost:11434/v1` for Ollama), \
-`CONFAB_LLM_API_KEY` and `CONFAB_LLM_MODEL`.";
+const CONNECT_HINT: &str = "To chat with a real model, fetch Confab's default local model once \
+with `./scripts/deps.sh --model` (`./scripts/up.sh` does it), or choose a GGUF file with \
+`CONFAB_LOCAL_MODEL`, or start Confab with `CONFAB_LLM_BASE_URL` (for example \
+`https://api.openai.com/v1`, or `http://localhost:11434/v1` for Ollama), `CONFAB_LLM_API_KEY` \
+and `CONFAB_LLM_MODEL`.";
 
 pub fn answer(question: &str, turns: usize) -> String {
     let q = question.trim();

@@ -60,6 +60,7 @@ impl Provider for OpenAi {
             kind: "openai",
             model: self.config.model.clone(),
             offline: false,
+            notice: None,
         }
     }
 

@@ -36,12 +36,17 @@ function onReady(f) {
   hideBanner("connection");
 
   const agent = f.agent || {};
+  const model = $("agent-model");
+  model.textContent = agent.offline ? "Offline assistant" : agent.model || "";
+  model.hidden = !model.textContent;
   if (agent.offline && !agentNoticeDismissed) {
     const el = showBanner({
       key: "agent",
       kind: "info",
       testid: "agent-notice",
-      text: "You're chatting with Confab's built-in offline assistant. Connect a real model with CONFAB_LLM_BASE_URL — see the README.",
+      text:
+        agent.notice ||
+        "You're chatting with Confab's built-in offline assistant. Connect a real model with CONFAB_LLM_BASE_URL — see the README.",
     });
     const close = el && el.querySelector("button");
     if (close) close.addEventListener("click", () => (agentNoticeDismissed = true));
