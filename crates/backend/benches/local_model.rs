@@ -21,7 +21,7 @@ use confab_backend::agent::{
 use futures::StreamExt;
 use std::{
     path::PathBuf,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 /// Confab's own system prompt, so the prompt is the size the chat sends.

@@ -171,6 +171,8 @@ impl Harness {
             backend_env.push(("CONFAB_LOCAL_MODEL".into(), model.display().to_string()));
             backend_env.push(("CONFAB_LOCAL_TEMPERATURE".into(), "0".into()));
             backend_env.push(("CONFAB_LOCAL_MAX_TOKENS".into(), "48".into()));
+            // One worker: a test sees the replies one after the other.
+            backend_env.push(("CONFAB_LOCAL_WORKERS".into(), "1".into()));
         }
         // Insert-if-absent: a test's own env may already name these.
         let mut harness = Harness {

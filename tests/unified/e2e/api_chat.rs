@@ -303,6 +303,9 @@ async fn offline_assistant_streams_without_any_configuration() {
     let mut ws = h.raw_socket().await;
     let ready = ws.authenticate(&user.access_token).await;
     assert_eq!(ready["agent"]["offline"], true, "{ready}");
+    // No model file in its data folder: the notice says how to get one.
+    let notice = ready["agent"]["notice"].as_str().unwrap_or_default();
+    assert!(notice.contains("./scripts/deps.sh --model"), "{ready}");
     ws.send_message("o-1", None, "12 * (3 + 4)").await;
     let reply = ws.collect_reply().await;
     assert!(reply.text.contains("84"), "{}", reply.text);

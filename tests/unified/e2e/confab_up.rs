@@ -195,11 +195,8 @@ async fn confab_up_runs_everything_from_nothing() {
     )
     .await;
     assert_eq!(threads["threads"][0]["title"], "2 + 2 * 10", "{threads}");
-    let mut ws = Socket::connect(
-        &up2.url.replacen("http://", "ws://", 1) + "/v1/ws",
-        Some(&up2.url),
-    )
-    .await;
+    let ws_url = up2.url.replacen("http://", "ws://", 1) + "/v1/ws";
+    let mut ws = Socket::connect(&ws_url, Some(&up2.url)).await;
     let ready = ws
         .authenticate(body["access_token"].as_str().unwrap())
         .await;

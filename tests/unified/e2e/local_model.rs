@@ -6,9 +6,26 @@
 use crate::BUILD;
 use confab_testkit::{browser::by_testid, eventually, Agent, Harness, Options};
 use fantoccini::Locator;
+use serde_json::json;
 use std::process::{Command, Stdio};
 
 const MODEL_NAME: &str = "SmolLM2-135M-Instruct.Q4_1";
+
+/// The backend's `local_model_tokens_total` counter.
+async fn tokens_generated(h: &Harness) -> u64 {
+    let text = h
+        .http
+        .get(format!("{}/metrics", h.backend_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("local_model_tokens_total "))
+        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_model_answers_in_the_chat_and_the_page_names_it() {
@@ -56,6 +73,36 @@ async fn local_model_answers_in_the_chat_and_the_page_names_it() {
     ws.send_message("l-2", Some(&thread), "And of Italy?").await;
     let second = ws.collect_reply().await;
     assert!(!second.text.trim().is_empty());
+
+    // Stop generating: the reply ends as stopped, and the model's worker
+    // stops with it (it generated about as many tokens as were sent, not
+    // the whole budget).
+    let before = tokens_generated(&h).await;
+    ws.send_message("l-3", Some(&thread), "Write a long story about a dragon.")
+        .await;
+    let first = ws.recv_type("delta").await;
+    ws.send(json!({"type": "stop", "message_id": first["message_id"]}))
+        .await;
+    let mut deltas = 1;
+    let done = loop {
+        let f = ws.recv().await;
+        match f["type"].as_str() {
+            Some("delta") => deltas += 1,
+            Some("done") => break f,
+            _ => {}
+        }
+    };
+    assert_eq!(done["status"], "stopped", "{done}");
+    let stopped_after = eventually(10, "the stopped generation to end", || async {
+        let now = tokens_generated(&h).await;
+        (now > before).then_some(now - before)
+    })
+    .await;
+    // Unstopped, this story runs to the 48-token budget.
+    assert!(
+        stopped_after < 40,
+        "{stopped_after} tokens generated, {deltas} deltas received before done"
+    );
     ws.close().await;
 
     let browser = h.browser().await;

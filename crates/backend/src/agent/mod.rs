@@ -371,7 +371,9 @@ pub enum BuildError {
 /// unusable, or one chosen with `CONFAB_LOCAL_MODEL`, must load.
 pub async fn build(config: &LlmConfig) -> Result<Arc<dyn Provider>, BuildError> {
     if config.base_url.is_some() {
-        return Ok(Arc::new(openai::OpenAi::new(config.clone())?));
+        let client =
+            openai::OpenAi::new(config.clone()).map_err(confab_core::error::InfraError::from)?;
+        return Ok(Arc::new(client));
     }
     if let local::ModelSource::Default(path) = &config.local.model {
         if !path.exists() {
