@@ -20,7 +20,7 @@ use confab_backend::agent::{
 };
 use futures::StreamExt;
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::Duration,
 };
 
@@ -51,9 +51,9 @@ fn chat(question: &str) -> Vec<ChatMessage> {
     ]
 }
 
-fn config(path: &PathBuf, max_tokens: usize, workers: usize) -> LocalConfig {
+fn config(path: &Path, max_tokens: usize, workers: usize) -> LocalConfig {
     LocalConfig {
-        model: ModelSource::Chosen(path.clone()),
+        model: ModelSource::Chosen(path.to_path_buf()),
         temperature: 0.0,
         top_p: 1.0,
         seed: Some(1),

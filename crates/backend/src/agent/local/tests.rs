@@ -321,12 +321,12 @@ fn bad_sampling_settings_name_their_variable() {
     ] {
         let mut env = Env::new();
         env.set(var, value);
-        let err = LocalConfig::from_env(&env).err().expect(var);
+        let err = LocalConfig::from_env(&env).expect_err(var);
         assert_eq!(err.var, var);
     }
     let mut env = Env::new();
     env.set("CONFAB_LOCAL_MODEL", "/m.gguf");
     env.set("CONFAB_LLM_BASE_URL", "http://localhost:11434/v1");
-    let err = crate::agent::LlmConfig::from_env(&env).err().expect("both");
+    let err = crate::agent::LlmConfig::from_env(&env).expect_err("both");
     assert_eq!(err.var, "CONFAB_LOCAL_MODEL");
 }
