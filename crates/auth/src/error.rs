@@ -12,6 +12,7 @@ use axum::{
 use confab_core::{
     error::InfraError,
     http::api::{error_response, MalformedRequest},
+    revocation::RevokeReason,
     tokens::TokenError,
 };
 
@@ -41,8 +42,18 @@ pub enum Error {
     #[error("This refresh token was already used; the session has been signed out for safety.")]
     RefreshTokenReused,
 
+    /// The session ended; why, when known (the body's `reason`, so a page
+    /// can tell the person).
     #[error("This session has been signed out.")]
-    SessionRevoked,
+    SessionRevoked(Option<RevokeReason>),
+
+    #[error("{0}")]
+    SessionNotFound(&'static str),
+
+    /// The refresh cookie was sent by a page of another site (see
+    /// `http::same_site`).
+    #[error("This request did not come from a Confab page; sign-in cookies are only accepted from Confab itself.")]
+    CrossSiteRequest,
 
     #[error("This endpoint needs an access token: send `Authorization: Bearer <token>`.")]
     MissingToken,
@@ -93,8 +104,10 @@ impl Error {
             Error::InvalidCredentials
             | Error::InvalidRefreshToken(_)
             | Error::RefreshTokenReused
-            | Error::SessionRevoked
+            | Error::SessionRevoked(_)
             | Error::MissingToken => StatusCode::UNAUTHORIZED,
+            Error::SessionNotFound(_) => StatusCode::NOT_FOUND,
+            Error::CrossSiteRequest => StatusCode::FORBIDDEN,
             Error::Token(TokenError::Jwks(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Token(_) => StatusCode::UNAUTHORIZED,
             Error::ReauthenticationRequired(_) => StatusCode::FORBIDDEN,
@@ -115,7 +128,9 @@ impl Error {
             Error::InvalidCredentials => "invalid_credentials",
             Error::InvalidRefreshToken(_) => "invalid_refresh_token",
             Error::RefreshTokenReused => "refresh_token_reused",
-            Error::SessionRevoked => "session_revoked",
+            Error::SessionRevoked(_) => "session_revoked",
+            Error::SessionNotFound(_) => "session_not_found",
+            Error::CrossSiteRequest => "cross_site_request",
             Error::MissingToken => "missing_token",
             Error::Token(e) => e.code(),
             Error::ReauthenticationRequired(_) => "reauthentication_required",
@@ -147,6 +162,7 @@ fn token_message(e: &TokenError) -> &'static str {
     match e {
         TokenError::Malformed => "The access token is malformed.",
         TokenError::Expired => "The access token has expired; refresh it and try again.",
+        TokenError::NotYetValid => "The access token is not valid yet.",
         TokenError::BadSignature => "The access token's signature is not valid.",
         TokenError::Algorithm => "The access token uses a signing algorithm that is not accepted.",
         TokenError::UnknownKey => "The access token was signed by an unknown key.",
@@ -161,7 +177,7 @@ fn token_message(e: &TokenError) -> &'static str {
 impl From<TokenError> for Error {
     fn from(e: TokenError) -> Self {
         match e {
-            TokenError::Revoked => Error::SessionRevoked,
+            TokenError::Revoked => Error::SessionRevoked(None),
             other => Error::Token(other),
         }
     }
@@ -184,11 +200,22 @@ impl IntoResponse for Error {
         } else {
             self.to_string()
         };
-        let mut response = error_response(status, self.code(), &message, self.field());
+        let mut response = match &self {
+            Error::SessionRevoked(Some(reason)) => (
+                status,
+                axum::Json(serde_json::json!({"error": {
+                    "code": self.code(),
+                    "message": message,
+                    "reason": reason.as_str(),
+                }})),
+            )
+                .into_response(),
+            _ => error_response(status, self.code(), &message, self.field()),
+        };
         if status == StatusCode::UNAUTHORIZED
             && matches!(
                 self,
-                Error::MissingToken | Error::Token(_) | Error::SessionRevoked
+                Error::MissingToken | Error::Token(_) | Error::SessionRevoked(_)
             )
         {
             // RFC 6750 §3: tell Bearer clients how to authenticate.

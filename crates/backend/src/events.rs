@@ -25,7 +25,7 @@
 use crate::{profile_cache, store, AppState};
 use confab_core::{
     events::{Event, EventKind},
-    revocation,
+    revocation::{self, RevokeReason},
 };
 use redis::{
     aio::MultiplexedConnection,
@@ -452,12 +452,15 @@ fn log_skip(event: &Event, r: store::profiles::Applied) {
 /// runs on every delivery: a crash after the commit may have skipped it.
 async fn side_effects(state: &AppState, event: &Event) -> Result<(), crate::Error> {
     match &event.kind {
-        EventKind::SessionRevoked { session_id, .. } => {
+        EventKind::SessionRevoked {
+            session_id, reason, ..
+        } => {
             // Auth already wrote the revocation entry and announced it;
             // doing it again covers the case where its Redis write failed, so
             // a revoked session never outlives the event.
             let ttl = Duration::from_secs(state.config.access_token_ttl_secs);
-            revocation::announce(&state.redis, &state.keys, *session_id, ttl).await?;
+            let reason = reason.unwrap_or(RevokeReason::SignedOut);
+            revocation::announce(&state.redis, &state.keys, *session_id, reason, ttl).await?;
         }
         EventKind::UserDeleted { user_id } => {
             state.known_users.remove(*user_id);

@@ -5,7 +5,10 @@
 //! processed event ids). Consumers ignore types they do not know, so a
 //! producer can add a type before every consumer handles it.
 
-use crate::ids::{EventId, SessionId, ThreadId, UserId};
+use crate::{
+    ids::{EventId, SessionId, ThreadId, UserId},
+    revocation::RevokeReason,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -48,6 +51,9 @@ pub enum EventKind {
     SessionRevoked {
         user_id: UserId,
         session_id: SessionId,
+        /// Absent in events written before reasons were recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<RevokeReason>,
     },
     /// Published by the backend when a conversation is deleted. It names
     /// the thread by SHA-256 of its id (hex), not the id: a deleted chat

@@ -41,6 +41,8 @@ pub enum TokenError {
     Malformed,
     #[error("the token has expired")]
     Expired,
+    #[error("the token is not valid yet (nbf or iat in the future)")]
+    NotYetValid,
     #[error("the token's signature is not valid")]
     BadSignature,
     #[error("the token uses a disallowed algorithm")]
@@ -179,7 +181,10 @@ pub fn unverified_kid(token: &str) -> Result<String, TokenError> {
 }
 
 /// The one verification every Confab service does, given the key for the
-/// token's `kid`: EdDSA only, our issuer and audience, not expired.
+/// token's `kid`: EdDSA only, our issuer and audience, not expired, not
+/// issued (`iat`) nor valid from (`nbf`) a time in the future beyond the
+/// leeway. A token from the future is either forged with a stolen key or
+/// minted by a server whose clock is wrong; neither should be honoured.
 /// (Revocation is the caller's business.)
 pub fn verify_with_key(
     token: &str,
@@ -192,16 +197,28 @@ pub fn verify_with_key(
     validation.set_audience(&[AUDIENCE]);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     validation.leeway = leeway;
-    jsonwebtoken::decode::<Claims>(token, key, &validation)
+    validation.validate_nbf = true;
+    let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
         .map(|d| d.claims)
         .map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             match e.kind() {
                 K::ExpiredSignature => TokenError::Expired,
+                K::ImmatureSignature => TokenError::NotYetValid,
                 K::InvalidSignature => TokenError::BadSignature,
                 K::InvalidAlgorithm | K::InvalidAlgorithmName => TokenError::Algorithm,
                 K::InvalidIssuer | K::InvalidAudience => TokenError::WrongIssuerOrAudience,
                 _ => TokenError::Malformed,
             }
-        })
+        })?;
+    // jsonwebtoken checks `exp` and `nbf` against the system clock; `iat`
+    // is ours to check, against the same clock.
+    let now = jsonwebtoken::get_current_timestamp();
+    let issued_in_future = u64::try_from(claims.iat)
+        .map(|iat| iat > now.saturating_add(leeway))
+        .unwrap_or(false);
+    if issued_in_future {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(claims)
 }

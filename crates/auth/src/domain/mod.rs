@@ -3,6 +3,7 @@
 //! downstream checks it again.
 
 mod avatar;
+mod device;
 mod display_name;
 mod email;
 mod password;
@@ -12,10 +13,11 @@ mod signing_key;
 mod time_zone;
 
 pub use avatar::Avatar;
+pub use device::{coarse_ip, device_label};
 pub use display_name::DisplayName;
 pub use email::Email;
 pub use password::{Argon2Settings, Password, PasswordHasher};
 pub use refresh_policy::{PresentedState, Refresh, RefreshPolicy};
-pub use refresh_token::RefreshSecret;
+pub use refresh_token::{RefreshSecret, SuccessorKey};
 pub use signing_key::NewSigningKey;
 pub use time_zone::TimeZone;

@@ -13,6 +13,10 @@ pub struct PresentedState {
     pub expires_at: DateTime<Utc>,
     /// When it was rotated, if it was.
     pub used_at: Option<DateTime<Utc>>,
+    /// For a rotated token: whether its successor is still the session's
+    /// newest token (not rotated itself). Only then is this token the
+    /// *immediately* previous one, the only one the grace applies to.
+    pub successor_is_newest: bool,
     pub session_revoked: bool,
 }
 
@@ -21,13 +25,15 @@ pub struct PresentedState {
 pub enum Refresh {
     /// An unused token: issue a successor and mark this one used.
     Rotate,
-    /// A token rotated moments ago (two tabs refreshing at once, or a client
-    /// retrying after a lost response): a fresh pair in the same session,
-    /// without revoking anything, and the token stays as it was.
-    WithinGrace,
-    /// A rotated token came back later: either it was stolen or the thief
-    /// already rotated it. The two holders cannot be told apart, so the
-    /// session ends for both.
+    /// The immediately previous token, rotated moments ago (two tabs
+    /// refreshing at once, or a client retrying after a lost response): the
+    /// answer is the *same* successor it was rotated to (and a fresh access
+    /// token), so the session stays one chain. Nothing is revoked or stored.
+    SameSuccessor,
+    /// A rotated token came back after the grace window, or a token older
+    /// than the immediately previous one came back at all: either it was
+    /// stolen or the thief already rotated it. The two holders cannot be
+    /// told apart, so the session ends for both.
     ReuseDetected,
     /// The session was signed out: nothing to refresh.
     SessionRevoked,
@@ -41,7 +47,8 @@ pub enum Refresh {
 pub struct RefreshPolicy {
     /// Each token's lifetime; it restarts with every rotation (sliding).
     pub ttl: Duration,
-    /// How long after its rotation a token is still honoured.
+    /// How long after its rotation the immediately previous token still
+    /// earns its (same) successor.
     pub grace: Duration,
 }
 
@@ -57,7 +64,9 @@ impl RefreshPolicy {
         }
         match state.used_at {
             None => Refresh::Rotate,
-            Some(used_at) if now - used_at <= self.grace_window() => Refresh::WithinGrace,
+            Some(used_at) if state.successor_is_newest && now - used_at <= self.grace_window() => {
+                Refresh::SameSuccessor
+            }
             Some(_) => Refresh::ReuseDetected,
         }
     }
@@ -81,7 +90,7 @@ mod tests {
 
     const POLICY: RefreshPolicy = RefreshPolicy {
         ttl: Duration::from_secs(3600),
-        grace: Duration::from_secs(10),
+        grace: Duration::from_secs(5),
     };
 
     fn now() -> DateTime<Utc> {
@@ -96,6 +105,7 @@ mod tests {
         PresentedState {
             expires_at: now() + secs(60),
             used_at: used_secs_ago.map(|s| now() - secs(s)),
+            successor_is_newest: true,
             session_revoked: false,
         }
     }
@@ -106,17 +116,35 @@ mod tests {
     }
 
     #[test]
-    fn a_token_rotated_within_the_grace_window_gets_a_fresh_pair() {
-        assert_eq!(POLICY.decide(&token(Some(0)), now()), Refresh::WithinGrace);
-        assert_eq!(POLICY.decide(&token(Some(5)), now()), Refresh::WithinGrace);
+    fn the_previous_token_within_the_grace_window_gets_the_same_successor() {
+        assert_eq!(
+            POLICY.decide(&token(Some(0)), now()),
+            Refresh::SameSuccessor
+        );
+        assert_eq!(
+            POLICY.decide(&token(Some(3)), now()),
+            Refresh::SameSuccessor
+        );
         // The window includes its last second.
-        assert_eq!(POLICY.decide(&token(Some(10)), now()), Refresh::WithinGrace);
+        assert_eq!(
+            POLICY.decide(&token(Some(5)), now()),
+            Refresh::SameSuccessor
+        );
+    }
+
+    #[test]
+    fn an_older_token_is_reuse_even_within_the_grace_window() {
+        // Its successor was rotated already: the chain moved on without it,
+        // so whoever presents it is not the one who holds the chain's head.
+        let mut t = token(Some(1));
+        t.successor_is_newest = false;
+        assert_eq!(POLICY.decide(&t, now()), Refresh::ReuseDetected);
     }
 
     #[test]
     fn a_token_rotated_longer_ago_is_reuse() {
         assert_eq!(
-            POLICY.decide(&token(Some(11)), now()),
+            POLICY.decide(&token(Some(6)), now()),
             Refresh::ReuseDetected
         );
         let no_grace = RefreshPolicy {

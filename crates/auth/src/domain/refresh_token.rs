@@ -32,6 +32,48 @@ impl RefreshSecret {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The successor this token is rotated to, derived from this secret and
+    /// the per-rotation `key` (stored with this token, never sent). Deriving
+    /// instead of drawing it lets a retry of this token within the grace
+    /// window receive the very same successor, so a session never forks
+    /// into two live chains; and without this secret the key is useless.
+    pub fn successor(&self, key: &SuccessorKey) -> RefreshSecret {
+        let digest = Sha256::new()
+            .chain_update(b"confab refresh successor v1\0")
+            .chain_update(key.0)
+            .chain_update(self.0.as_bytes())
+            .finalize();
+        Self(URL_SAFE_NO_PAD.encode(digest))
+    }
+}
+
+/// The random key a rotation derives the successor with (see
+/// [`RefreshSecret::successor`]).
+#[derive(Clone)]
+pub struct SuccessorKey([u8; BYTES]);
+
+impl SuccessorKey {
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; BYTES];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        Self(bytes)
+    }
+
+    /// A stored key; `None` if it has the wrong length.
+    pub fn from_stored(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SuccessorKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SuccessorKey(<redacted>)")
+    }
 }
 
 impl std::fmt::Debug for RefreshSecret {
@@ -57,6 +99,21 @@ mod tests {
         let back = RefreshSecret::from_client(a.as_str()).unwrap();
         assert_eq!(back.hash(), a.hash());
         assert_eq!(a.hash().len(), 32);
+    }
+
+    #[test]
+    fn a_successor_is_the_same_for_the_same_secret_and_key_and_nothing_else() {
+        let secret = RefreshSecret::generate();
+        let key = SuccessorKey::generate();
+        let next = secret.successor(&key);
+        assert_eq!(next, secret.successor(&key));
+        assert_eq!(next.as_str().len(), 43);
+        assert_ne!(next, secret);
+        assert_ne!(next, secret.successor(&SuccessorKey::generate()));
+        assert_ne!(next, RefreshSecret::generate().successor(&key));
+        let stored = SuccessorKey::from_stored(key.as_bytes()).unwrap();
+        assert_eq!(secret.successor(&stored), next);
+        assert!(SuccessorKey::from_stored(&[1, 2, 3]).is_none());
     }
 
     #[test]

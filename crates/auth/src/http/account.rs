@@ -15,7 +15,10 @@ use axum::{
     routing::delete,
     Router,
 };
-use confab_core::events::{Event, EventKind};
+use confab_core::{
+    events::{Event, EventKind},
+    revocation::RevokeReason,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -44,7 +47,7 @@ async fn delete_account(
 ) -> Result<Response, Error> {
     let user = store::users::find(&ctx.db, auth.user_id)
         .await?
-        .ok_or(Error::SessionRevoked)?;
+        .ok_or(Error::SessionRevoked(Some(RevokeReason::AccountDeleted)))?;
     match req.password.filter(|p| !p.is_empty()) {
         Some(password) => {
             let password = Password::for_login(&password)?;
@@ -69,7 +72,7 @@ async fn delete_account(
     let mut tx = ctx.db.begin().await?;
     let sessions = store::users::delete(&mut tx, user.id)
         .await?
-        .ok_or(Error::SessionRevoked)?;
+        .ok_or(Error::SessionRevoked(Some(RevokeReason::AccountDeleted)))?;
     let event = Event::new(
         EventKind::UserDeleted { user_id: user.id },
         ctx.config.clock.now(),
@@ -84,10 +87,10 @@ async fn delete_account(
     // tokens; the Redis entries make every other service refuse them too and
     // close their sockets.
     for sid in &sessions {
-        if let Err(e) = announce_revocation(&ctx, *sid).await {
+        if let Err(e) = announce_revocation(&ctx, *sid, RevokeReason::AccountDeleted).await {
             // The backend also refuses tokens of a deleted account by its
             // own durable marker once it applies the event.
-            tracing::error!(error = %e, session_id = %sid, "could not announce a revoked session");
+            tracing::error!(error = %e, session = %sid.log_tag(), "could not announce a revoked session");
         }
     }
     let mut response = (

@@ -5,6 +5,8 @@ mod account;
 mod extractor;
 mod jwks;
 mod profile;
+mod same_site;
+mod session_list;
 mod sessions;
 mod users;
 
@@ -62,6 +64,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .merge(account::router())
         .merge(profile::router())
         .merge(sessions::router())
+        .merge(session_list::router())
         .merge(jwks::router())
         .route("/openapi.json", get(openapi))
         .route("/readyz", get(readyz))
@@ -212,6 +215,9 @@ mod tests {
             ("/v1/auth/login", "post"),
             ("/v1/auth/refresh", "post"),
             ("/v1/auth/logout", "post"),
+            ("/v1/auth/logout-all", "post"),
+            ("/v1/auth/sessions", "get"),
+            ("/v1/auth/sessions/{id}", "delete"),
             ("/v1/auth/me", "get"),
             ("/v1/auth/account", "delete"),
             ("/.well-known/jwks.json", "get"),

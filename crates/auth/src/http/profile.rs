@@ -72,7 +72,7 @@ async fn me(auth: AuthUser, State(ctx): State<ApiContext>) -> Result<Json<MeBody
     // refused a deleted user's token; this is only the race with deletion.
     let user = store::users::find(&ctx.db, auth.user_id)
         .await?
-        .ok_or(Error::SessionRevoked)?;
+        .ok_or(Error::SessionRevoked(None))?;
     Ok(Json(user.into()))
 }
 
@@ -140,7 +140,7 @@ pub(super) async fn apply(
     }
     let user = store::users::update_profile(&mut *tx, user_id, &change, now)
         .await?
-        .ok_or(Error::SessionRevoked)?;
+        .ok_or(Error::SessionRevoked(None))?;
     if change.avatar_id.is_some() {
         store::avatars::delete_others(&mut *tx, user_id, user.avatar_id).await?;
     }

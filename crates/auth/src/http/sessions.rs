@@ -1,19 +1,20 @@
-//! Sessions: refresh-token rotation with reuse detection, and logout.
+//! Sessions: opening one, refresh-token rotation (with a grace that cannot
+//! fork a session, and reuse detection), and revoking sessions (used by
+//! logout, the session list and account deletion; see `session_list.rs`).
 
 use super::{
-    clear_refresh_cookie, extractor::verified_claims, token_response, ApiContext, UserBody,
-    REFRESH_COOKIE,
+    same_site::ensure_cookie_use_is_same_site, token_response, ApiContext, UserBody, REFRESH_COOKIE,
 };
 use crate::{
-    domain::{PresentedState, Refresh, RefreshSecret},
+    domain::{coarse_ip, PresentedState, Refresh, RefreshSecret, SuccessorKey},
     error::Error,
-    store,
+    store::{self, sessions::NewSession},
 };
 use axum::{
     body::Bytes,
     extract::State,
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
+    response::Response,
     routing::post,
     Router,
 };
@@ -22,10 +23,11 @@ use chrono::{DateTime, Utc};
 use confab_core::{
     events::{Event, EventKind},
     ids::{SessionId, UserId},
-    revocation,
+    revocation::{self, RevokeReason},
 };
 use serde::Deserialize;
 use sqlx::{PgConnection, Postgres, Transaction};
+use std::net::IpAddr;
 
 const NO_REFRESH_TOKEN: &str =
     "No refresh token was sent: pass `refresh_token` in the body or the `confab_refresh` cookie.";
@@ -33,9 +35,7 @@ const UNKNOWN_REFRESH_TOKEN: &str = "This refresh token is not valid; sign in ag
 const EXPIRED_REFRESH_TOKEN: &str = "This refresh token has expired; sign in again.";
 
 pub(super) fn router() -> Router<ApiContext> {
-    Router::new()
-        .route("/v1/auth/refresh", post(refresh))
-        .route("/v1/auth/logout", post(logout))
+    Router::new().route("/v1/auth/refresh", post(refresh))
 }
 
 #[derive(Deserialize, Default)]
@@ -44,15 +44,35 @@ struct RefreshRequest {
     refresh_token: Option<String>,
 }
 
+/// The device a sign-in comes from, as its owner will see it in the session
+/// list: the User-Agent and the client's network. The address is the
+/// rightmost `X-Forwarded-For` entry, the one web's proxy appended; without
+/// the header (a client talking to auth directly) it is unknown. It is only
+/// shown to the account's owner, so a client lying about it fools itself.
+pub(super) fn device_of(headers: &HeaderMap) -> NewSession<'_> {
+    let ip = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|v| v.trim().parse::<IpAddr>().ok())
+        .map(coarse_ip);
+    NewSession {
+        user_agent: super::user_agent(headers),
+        ip,
+    }
+}
+
 /// Creates a session and its first refresh token inside `tx`.
 pub(super) async fn open_session(
     tx: &mut Transaction<'_, Postgres>,
     ctx: &ApiContext,
     user_id: UserId,
-    user_agent: Option<&str>,
+    device: &NewSession<'_>,
     now: DateTime<Utc>,
 ) -> Result<(SessionId, RefreshSecret), Error> {
-    let session_id = store::sessions::insert(&mut **tx, user_id, user_agent, now).await?;
+    let session_id = store::sessions::insert(&mut **tx, user_id, device, now).await?;
     let secret = RefreshSecret::generate();
     store::refresh_tokens::insert(
         &mut **tx,
@@ -76,6 +96,14 @@ fn parse_refresh_body(body: &Bytes) -> Result<RefreshRequest, Error> {
     })
 }
 
+/// Trade a refresh token for a new access token and the token's successor.
+///
+/// The rules (RFC 9700 §4.14.2, decided in `domain::RefreshPolicy`): an
+/// unused token rotates; the immediately previous token presented again
+/// within the grace window (two tabs at once, a retry after a lost
+/// response) gets the *same* successor back, derived again from the
+/// presented secret, so the session stays one chain; any other rotated
+/// token revokes the whole session.
 #[tracing::instrument(name = "refresh", skip_all)]
 async fn refresh(
     State(ctx): State<ApiContext>,
@@ -84,11 +112,19 @@ async fn refresh(
     body: Bytes,
 ) -> Result<Response, Error> {
     let request = parse_refresh_body(&body)?;
-    let raw = request
-        .refresh_token
-        .filter(|t| !t.trim().is_empty())
-        .or_else(|| jar.get(REFRESH_COOKIE).map(|c| c.value().to_string()))
-        .ok_or(Error::InvalidRefreshToken(NO_REFRESH_TOKEN))?;
+    let raw = match request.refresh_token.filter(|t| !t.trim().is_empty()) {
+        Some(in_body) => in_body,
+        None => {
+            let cookie = jar
+                .get(REFRESH_COOKIE)
+                .map(|c| c.value().to_string())
+                .ok_or(Error::InvalidRefreshToken(NO_REFRESH_TOKEN))?;
+            // The browser attaches the cookie to any request, also one a
+            // hostile page makes: only our own pages may spend it.
+            ensure_cookie_use_is_same_site(&headers)?;
+            cookie
+        }
+    };
     let presented = RefreshSecret::from_client(&raw)
         .ok_or(Error::InvalidRefreshToken(UNKNOWN_REFRESH_TOKEN))?;
 
@@ -99,56 +135,74 @@ async fn refresh(
     // Read the clock after the lock: a concurrent refresh of this token may
     // have held it, and its `used_at` is what we compare against.
     let now = ctx.config.clock.now();
+    let stored_key = token
+        .successor_key
+        .as_deref()
+        .and_then(SuccessorKey::from_stored);
     let state = PresentedState {
         expires_at: token.expires_at,
         used_at: token.used_at,
+        // A token rotated before successors were derived has no key to
+        // derive its successor again: it is treated as any older token.
+        successor_is_newest: token.successor_is_newest && stored_key.is_some(),
         session_revoked: token.session_revoked_at.is_some(),
     };
     let policy = ctx.config.refresh_policy();
-    let decision = policy.decide(&state, now);
-    match decision {
-        Refresh::SessionRevoked => return Err(Error::SessionRevoked),
+    let session = token.session_id.log_tag();
+    let successor = match policy.decide(&state, now) {
+        Refresh::SessionRevoked => {
+            let reason = token
+                .session_revoked_reason
+                .as_deref()
+                .and_then(|r| r.parse().ok());
+            return Err(Error::SessionRevoked(reason));
+        }
         Refresh::Expired => return Err(Error::InvalidRefreshToken(EXPIRED_REFRESH_TOKEN)),
-        Refresh::Rotate => {}
-        Refresh::WithinGrace => {
-            tracing::info!(session_id = %token.session_id, "refresh token reused within the grace window");
+        Refresh::Rotate => {
+            let key = SuccessorKey::generate();
+            let successor = presented.successor(&key);
+            let successor_id = store::refresh_tokens::insert(
+                &mut *tx,
+                token.session_id,
+                &successor,
+                now,
+                policy.expiry(now),
+            )
+            .await?;
+            store::refresh_tokens::mark_used(&mut *tx, token.id, successor_id, &key, now).await?;
+            metrics::counter!("auth_refresh_total", "outcome" => "rotated").increment(1);
+            successor
+        }
+        Refresh::SameSuccessor => {
+            let key = stored_key.ok_or_else(|| {
+                Error::Internal("a same-successor decision without a successor key".into())
+            })?;
+            tracing::info!(%session, "previous refresh token within the grace window; same successor");
             metrics::counter!("auth_refresh_total", "outcome" => "grace").increment(1);
+            presented.successor(&key)
         }
         Refresh::ReuseDetected => {
-            let revoked = store::sessions::revoke(&mut *tx, token.session_id, now).await?;
+            let reason = RevokeReason::RefreshTokenReuse;
+            let revoked = store::sessions::revoke(&mut *tx, token.session_id, reason, now).await?;
             if let Some(user_id) = revoked {
-                insert_revoked_event(&mut tx, user_id, token.session_id, now).await?;
+                insert_revoked_event(&mut tx, user_id, token.session_id, reason, now).await?;
             }
             tx.commit().await?;
             ctx.outbox.notify();
             tracing::warn!(
-                session_id = %token.session_id,
+                %session,
                 user_id = %token.user_id,
                 "refresh token reuse detected; session revoked"
             );
             metrics::counter!("auth_refresh_total", "outcome" => "reuse_detected").increment(1);
-            if let Err(e) = announce_revocation(&ctx, token.session_id).await {
-                // The database already records the revocation; a later
-                // logout or the event stream will repeat it.
-                tracing::error!(error = %e, session_id = %token.session_id, "could not announce a revoked session");
+            if let Err(e) = announce_revocation(&ctx, token.session_id, reason).await {
+                // The database already records the revocation; the event
+                // stream repeats the announcement when the backend applies it.
+                tracing::error!(error = %e, %session, "could not announce a revoked session");
             }
             return Err(Error::RefreshTokenReused);
         }
-    }
-
-    let successor = RefreshSecret::generate();
-    let successor_id = store::refresh_tokens::insert(
-        &mut *tx,
-        token.session_id,
-        &successor,
-        now,
-        policy.expiry(now),
-    )
-    .await?;
-    if decision == Refresh::Rotate {
-        store::refresh_tokens::mark_used(&mut *tx, token.id, successor_id, now).await?;
-        metrics::counter!("auth_refresh_total", "outcome" => "rotated").increment(1);
-    }
+    };
     store::sessions::touch(&mut *tx, token.session_id, now).await?;
     tx.commit().await?;
 
@@ -168,60 +222,57 @@ async fn refresh(
     )
 }
 
-/// Ends the session of the access token, or of the refresh cookie when the
-/// access token is missing or no longer valid (a browser whose access token
-/// expired must still be able to log out).
-#[tracing::instrument(name = "logout", skip_all)]
-async fn logout(
-    State(ctx): State<ApiContext>,
-    jar: CookieJar,
-    headers: HeaderMap,
-) -> Result<Response, Error> {
-    let bearer = verified_claims(&ctx, &headers);
-    let cookie = jar
-        .get(REFRESH_COOKIE)
-        .and_then(|c| RefreshSecret::from_client(c.value()));
-    let session_id = match (bearer, cookie) {
-        (Ok(Some(claims)), _) => Some(claims.sid),
-        // An unknown cookie has no session to end; the client still gets
-        // what it asked for: a cleared cookie.
-        (_, Some(secret)) => store::refresh_tokens::session_of(&ctx.db, &secret).await?,
-        (Ok(None), None) => return Err(Error::MissingToken),
-        (Err(e), None) => return Err(e),
-    };
-    if let Some(session_id) = session_id {
-        revoke_session(&ctx, session_id).await?;
-        tracing::info!(%session_id, "session logged out");
-    }
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    clear_refresh_cookie(response.headers_mut(), ctx.config.cookie_secure);
-    Ok(response)
-}
-
 /// Revoke in the database (with its `session.revoked` event) and then in
 /// Redis. Safe to repeat: the event is written only by the call that
 /// actually revoked, the Redis steps are idempotent.
-pub(crate) async fn revoke_session(ctx: &ApiContext, session_id: SessionId) -> Result<(), Error> {
+pub(crate) async fn revoke_session(
+    ctx: &ApiContext,
+    session_id: SessionId,
+    reason: RevokeReason,
+) -> Result<(), Error> {
     let mut tx = ctx.db.begin().await?;
     let now = ctx.config.clock.now();
-    if let Some(user_id) = store::sessions::revoke(&mut *tx, session_id, now).await? {
-        insert_revoked_event(&mut tx, user_id, session_id, now).await?;
+    if let Some(user_id) = store::sessions::revoke(&mut *tx, session_id, reason, now).await? {
+        insert_revoked_event(&mut tx, user_id, session_id, reason, now).await?;
     }
     tx.commit().await?;
     ctx.outbox.notify();
-    announce_revocation(ctx, session_id).await
+    announce_revocation(ctx, session_id, reason).await
+}
+
+/// Revoke every live session of `user` (one transaction, one event each),
+/// then announce each in Redis. Returns how many ended.
+pub(crate) async fn revoke_all_sessions(
+    ctx: &ApiContext,
+    user: UserId,
+    reason: RevokeReason,
+) -> Result<usize, Error> {
+    let mut tx = ctx.db.begin().await?;
+    let now = ctx.config.clock.now();
+    let ended = store::sessions::revoke_all(&mut *tx, user, reason, now).await?;
+    for sid in &ended {
+        insert_revoked_event(&mut tx, user, *sid, reason, now).await?;
+    }
+    tx.commit().await?;
+    ctx.outbox.notify();
+    for sid in &ended {
+        announce_revocation(ctx, *sid, reason).await?;
+    }
+    Ok(ended.len())
 }
 
 async fn insert_revoked_event(
     tx: &mut PgConnection,
     user_id: UserId,
     session_id: SessionId,
+    reason: RevokeReason,
     at: DateTime<Utc>,
 ) -> Result<(), Error> {
     let event = Event::new(
         EventKind::SessionRevoked {
             user_id,
             session_id,
+            reason: Some(reason),
         },
         at,
     );
@@ -236,11 +287,13 @@ async fn insert_revoked_event(
 pub(super) async fn announce_revocation(
     ctx: &ApiContext,
     session_id: SessionId,
+    reason: RevokeReason,
 ) -> Result<(), Error> {
     revocation::announce(
         &ctx.redis,
         &ctx.keys,
         session_id,
+        reason,
         ctx.config.access_token_ttl,
     )
     .await?;

@@ -1,6 +1,9 @@
 //! Accounts: sign up, log in, who am I.
 
-use super::{sessions::open_session, token_response, user_agent, ApiContext, Json, UserBody};
+use super::{
+    sessions::{device_of, open_session},
+    token_response, ApiContext, Json, UserBody,
+};
 use crate::{
     domain::{DisplayName, Email, Password},
     error::Error,
@@ -67,7 +70,7 @@ async fn signup(
     let mut tx = ctx.db.begin().await?;
     let user = store::users::insert(&mut *tx, &email, &display_name, &password_hash, now).await?;
     let (session_id, refresh) =
-        open_session(&mut tx, &ctx, user.id, user_agent(&headers), now).await?;
+        open_session(&mut tx, &ctx, user.id, &device_of(&headers), now).await?;
     let event = Event::new(
         EventKind::UserRegistered {
             user_id: user.id,
@@ -81,7 +84,7 @@ async fn signup(
     tx.commit().await?;
     ctx.outbox.notify();
 
-    tracing::info!(user_id = %user.id, %session_id, "user signed up");
+    tracing::info!(user_id = %user.id, session = %session_id.log_tag(), "user signed up");
     metrics::counter!("auth_signups_total").increment(1);
     token_response(
         &ctx,
@@ -130,10 +133,10 @@ async fn login(
     let now = ctx.config.clock.now();
     let mut tx = ctx.db.begin().await?;
     let (session_id, refresh) =
-        open_session(&mut tx, &ctx, user.id, user_agent(&headers), now).await?;
+        open_session(&mut tx, &ctx, user.id, &device_of(&headers), now).await?;
     tx.commit().await?;
 
-    tracing::info!(user_id = %user.id, %session_id, "user logged in");
+    tracing::info!(user_id = %user.id, session = %session_id.log_tag(), "user logged in");
     metrics::counter!("auth_logins_total", "outcome" => "success").increment(1);
     token_response(
         &ctx,

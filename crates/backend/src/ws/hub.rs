@@ -13,6 +13,7 @@ use confab_core::sync::MutexExt;
 use confab_core::{
     ids::{MessageId, SessionId, UserId},
     keys::Keys,
+    revocation::{self, RevokeReason},
 };
 use futures::StreamExt;
 use std::{
@@ -152,17 +153,19 @@ impl Hub {
         }
     }
 
-    fn revoke(&self, sid: SessionId) {
-        self.close_where(
-            |_, c| c.sid == sid,
-            close::SESSION_REVOKED,
-            "session revoked",
-        );
+    /// Close the session's sockets with 4003 and the reason's code as the
+    /// close reason, so each page can say why it was signed out.
+    fn revoke(&self, sid: SessionId, reason: RevokeReason) {
+        self.close_where(|_, c| c.sid == sid, close::SESSION_REVOKED, reason.as_str());
     }
 
     /// Close every socket of a user whose account was deleted.
     pub fn account_deleted(&self, user: UserId) {
-        self.close_where(|u, _| u == user, close::SESSION_REVOKED, "account deleted");
+        self.close_where(
+            |u, _| u == user,
+            close::SESSION_REVOKED,
+            RevokeReason::AccountDeleted.as_str(),
+        );
     }
 
     /// Listen on Redis until shutdown, reconnecting with backoff.
@@ -207,8 +210,8 @@ impl Hub {
                 continue;
             };
             if channel == revocations {
-                if let Ok(sid) = payload.parse::<SessionId>() {
-                    self.revoke(sid);
+                if let Some((sid, reason)) = revocation::parse_announcement(&payload) {
+                    self.revoke(sid, reason);
                 }
             } else if channel == stops {
                 if let Ok(id) = payload.parse::<MessageId>() {
