@@ -51,9 +51,10 @@ pub struct Config {
     /// `CONFAB_REFRESH_TOKEN_TTL_SECS` (default 30 days); sliding: each
     /// rotation gets a fresh lifetime.
     pub refresh_token_ttl: Duration,
-    /// `CONFAB_REFRESH_GRACE_SECS` (default 10): how long after a rotation
-    /// the old refresh token is still honoured (two tabs refreshing at once)
-    /// instead of being treated as stolen.
+    /// `CONFAB_REFRESH_GRACE_SECS` (default 5): how long after a rotation
+    /// the immediately previous refresh token still earns the *same*
+    /// successor (two tabs refreshing at once, a retry after a lost
+    /// response) instead of being treated as stolen.
     pub refresh_grace: Duration,
     /// `CONFAB_COOKIE_SECURE` (default false, so plain-http localhost works).
     pub cookie_secure: bool,
@@ -94,7 +95,7 @@ impl Config {
         };
         let access_token_ttl = secs("CONFAB_ACCESS_TOKEN_TTL_SECS", 900)?;
         let refresh_token_ttl = secs("CONFAB_REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?;
-        let refresh_grace = Duration::from_secs(env.parse("CONFAB_REFRESH_GRACE_SECS", 10u64)?);
+        let refresh_grace = Duration::from_secs(env.parse("CONFAB_REFRESH_GRACE_SECS", 5u64)?);
         let cookie_secure = env.bool("CONFAB_COOKIE_SECURE", false)?;
         let reauth_window = Duration::from_secs(env.parse("CONFAB_REAUTH_WINDOW_SECS", 300u64)?);
         let defaults = Argon2Settings::default();
@@ -236,7 +237,7 @@ mod tests {
         assert_eq!(c.common.port, 8001);
         assert_eq!(c.access_token_ttl, Duration::from_secs(900));
         assert_eq!(c.refresh_token_ttl, Duration::from_secs(30 * 24 * 3600));
-        assert_eq!(c.refresh_grace, Duration::from_secs(10));
+        assert_eq!(c.refresh_grace, Duration::from_secs(5));
         assert_eq!(
             c.argon2,
             Argon2Settings {

@@ -298,10 +298,27 @@ async fn forged_and_expired_tokens_are_rejected() {
     let mut tampered_claims = claims.clone();
     tampered_claims["sub"] = uuid::Uuid::new_v4().to_string().into();
     let tampered = format!("{}.{}.{}", parts[0], b64(&tampered_claims), parts[2]);
+    let mut not_yet_valid = claims.clone();
+    not_yet_valid["nbf"] = (now + 600).into();
+    let mut issued_in_future = claims.clone();
+    issued_in_future["iat"] = (now + 600).into();
+    issued_in_future["exp"] = (now + 1200).into();
+    // A valid token with one bit of its signature flipped.
+    let mut sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(parts[2])
+        .unwrap();
+    sig[10] ^= 0x01;
+    let tampered_signature = format!(
+        "{}.{}.{}",
+        parts[0],
+        parts[1],
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig)
+    );
     let mut unknown_kid = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     unknown_kid.kid = Some("no-such-key".into());
     let unknown_kid = jsonwebtoken::encode(&unknown_kid, &claims, &signing).unwrap();
 
+    let before = store_counts(&h).await;
     let cases = [
         ("expired", sign(&expired), "token_expired"),
         ("wrong audience", sign(&wrong_aud), "invalid_token"),
@@ -309,6 +326,13 @@ async fn forged_and_expired_tokens_are_rejected() {
         ("alg none", alg_none, "invalid_token"),
         ("HS256 confusion", hs256, "invalid_token"),
         ("tampered payload", tampered, "invalid_token"),
+        ("tampered signature", tampered_signature, "invalid_token"),
+        ("not valid yet (nbf)", sign(&not_yet_valid), "invalid_token"),
+        (
+            "issued in the future (iat)",
+            sign(&issued_in_future),
+            "invalid_token",
+        ),
         ("unknown kid", unknown_kid, "invalid_token"),
         ("garbage", "not.a.token".to_string(), "invalid_token"),
     ];
@@ -321,6 +345,12 @@ async fn forged_and_expired_tokens_are_rejected() {
             .await;
         assert_eq!(status, 401, "auth accepted a token that is {what}");
     }
+    // Refused tokens changed nothing anywhere.
+    assert_eq!(
+        store_counts(&h).await,
+        before,
+        "a refused token changed something"
+    );
     // The untouched token still works (the cases above proved something).
     let (status, _) = backend_get(&h, "/v1/threads", &user.access_token).await;
     assert_eq!(status, 200);
@@ -350,4 +380,93 @@ async fn forged_and_expired_tokens_are_rejected() {
             assert_eq!(status, want, "{} on {url}", &header[..6]);
         }
     }
+
+    // Another user's refresh token, presented with this user's access
+    // token, is refused and rotates nothing.
+    let other = h.sign_up().await;
+    // Its backend profile exists before counting (made on first use).
+    let (status, _) = backend_get(&h, "/v1/threads", &other.access_token).await;
+    assert_eq!(status, 200);
+    let before = store_counts(&h).await;
+    let (status, body) = h
+        .post(
+            &format!("{}/v1/auth/refresh", h.auth_url),
+            Some(&user.access_token),
+            json!({"refresh_token": other.refresh_token}),
+        )
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_refresh_token");
+    assert_eq!(store_counts(&h).await, before);
+    let (status, _) = post(
+        &h,
+        "/v1/auth/refresh",
+        json!({"refresh_token": other.refresh_token}),
+    )
+    .await;
+    assert_eq!(status, 200, "the other user's own refresh still works");
+
+    // A deleted user's token, still validly signed and unexpired, is
+    // refused by both services and brings nothing back.
+    let (status, _) = h
+        .call(
+            reqwest::Method::DELETE,
+            &format!("{}/v1/auth/account", h.auth_url),
+            Some(&user.access_token),
+            Some(json!({"password": user.password})),
+        )
+        .await;
+    assert_eq!(status, 202);
+    // The backend erases the account when it applies `user.deleted`; count
+    // after that, so the comparison sees only what the token does.
+    eventually(10, "the backend to erase the deleted account", || async {
+        let gone: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM deleted_users WHERE user_hash = sha256(convert_to($1, 'UTF8')))",
+        )
+        .bind(&user.id)
+        .fetch_one(&h.dbs.backend)
+        .await
+        .ok()?;
+        gone.then_some(())
+    })
+    .await;
+    let before = store_counts(&h).await;
+    let (status, body) = backend_get(&h, "/v1/threads", &user.access_token).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = h
+        .get(
+            &format!("{}/v1/auth/me", h.auth_url),
+            Some(&user.access_token),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (status, _) = post(
+        &h,
+        "/v1/auth/refresh",
+        json!({"refresh_token": user.refresh_token}),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(store_counts(&h).await, before);
+}
+
+/// Rows in the tables a token could change: auth's users, sessions and
+/// refresh tokens; the backend's profiles, threads and messages.
+async fn store_counts(h: &Harness) -> Vec<i64> {
+    let mut counts = Vec::new();
+    for table in ["users", "sessions", "refresh_tokens"] {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&h.dbs.auth)
+            .await
+            .unwrap();
+        counts.push(n);
+    }
+    for table in ["profiles", "threads", "messages"] {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&h.dbs.backend)
+            .await
+            .unwrap();
+        counts.push(n);
+    }
+    counts
 }

@@ -15,6 +15,7 @@ mod api_export_delete;
 mod api_isolation;
 mod api_profile;
 mod api_resume;
+mod api_sessions;
 mod confab_up;
 mod events_pipeline;
 mod flow01_signup_to_first_chat;

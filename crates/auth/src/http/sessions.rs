@@ -3,7 +3,8 @@
 //! logout, the session list and account deletion; see `session_list.rs`).
 
 use super::{
-    same_site::ensure_cookie_use_is_same_site, token_response, ApiContext, UserBody, REFRESH_COOKIE,
+    extractor::verified_claims, same_site::ensure_cookie_use_is_same_site, token_response,
+    ApiContext, UserBody, REFRESH_COOKIE,
 };
 use crate::{
     domain::{coarse_ip, PresentedState, Refresh, RefreshSecret, SuccessorKey},
@@ -33,6 +34,7 @@ const NO_REFRESH_TOKEN: &str =
     "No refresh token was sent: pass `refresh_token` in the body or the `confab_refresh` cookie.";
 const UNKNOWN_REFRESH_TOKEN: &str = "This refresh token is not valid; sign in again.";
 const EXPIRED_REFRESH_TOKEN: &str = "This refresh token has expired; sign in again.";
+const OTHER_ACCOUNT: &str = "This refresh token belongs to another account.";
 
 pub(super) fn router() -> Router<ApiContext> {
     Router::new().route("/v1/auth/refresh", post(refresh))
@@ -132,6 +134,15 @@ async fn refresh(
     let token = store::refresh_tokens::lock_presented(&mut *tx, &presented)
         .await?
         .ok_or(Error::InvalidRefreshToken(UNKNOWN_REFRESH_TOKEN))?;
+    // A client that also sends its access token must be refreshing its own
+    // account: someone else's refresh token is refused, and nothing changes
+    // (the transaction is dropped unspent).
+    if let Ok(Some(claims)) = verified_claims(&ctx, &headers) {
+        if claims.sub != token.user_id {
+            tracing::warn!(user_id = %claims.sub, "refresh with another account's refresh token refused");
+            return Err(Error::InvalidRefreshToken(OTHER_ACCOUNT));
+        }
+    }
     // Read the clock after the lock: a concurrent refresh of this token may
     // have held it, and its `used_at` is what we compare against.
     let now = ctx.config.clock.now();
