@@ -26,7 +26,7 @@ use sqlx::PgPool;
 use std::{collections::HashMap, time::Duration};
 
 /// Clock skew tolerated when checking `exp`; the same as the shared verifier.
-const LEEWAY_SECS: u64 = 2;
+use confab_core::tokens::LEEWAY_SECS;
 
 /// What `AccessTokens::issue` needs to know about the user and session.
 pub struct Subject<'a> {

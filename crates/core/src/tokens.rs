@@ -17,6 +17,10 @@ use tokio::sync::{Mutex, RwLock};
 
 /// Audience of access tokens for Confab's APIs.
 pub const AUDIENCE: &str = "confab";
+/// Clock skew every verifier tolerates on `exp`, `nbf` and `iat`; the
+/// socket gateway gives an expired token the same time to be replaced by
+/// `reauth`, so a socket is held to exactly what an HTTP request would be.
+pub const LEEWAY_SECS: u64 = 2;
 /// Minimum time between two JWKS fetches triggered by unknown `kid`s.
 pub const REFRESH_COOLDOWN: Duration = Duration::from_secs(5);
 
@@ -98,7 +102,7 @@ impl Verifier {
                     .build()?,
                 keys: RwLock::new(HashMap::new()),
                 last_fetch: Mutex::new(None),
-                leeway: 2,
+                leeway: LEEWAY_SECS,
             }),
         })
     }

@@ -70,6 +70,7 @@ const ASSETS: &[Asset] = &[
     js!("js/outbox.js"),
     js!("js/render.js"),
     js!("js/threads.js"),
+    js!("js/sessions.js"),
     js!("js/chat.js"),
     js!("js/thread-actions.js"),
     // One entry per page.

@@ -12,7 +12,7 @@ use confab_core::{
     clock::{self, Clock},
     ids::{SessionId, UserId},
     revocation,
-    tokens::TokenError,
+    tokens::{TokenError, LEEWAY_SECS},
 };
 use futures::{stream::SplitSink, SinkExt, StreamExt};
 use std::time::Duration;
@@ -131,7 +131,10 @@ pub(super) async fn run(state: AppState, socket: WebSocket) {
     tracing::info!(user = %ctx.user, "socket ready");
 
     loop {
-        let expiry = clock::sleep(remaining(&state.config.clock, ctx.expires_at));
+        // A token is honoured until `exp` plus the verifiers' leeway, on the
+        // socket as over HTTP; a `reauth` in that time keeps the connection.
+        let deadline = ctx.expires_at.saturating_add_unsigned(LEEWAY_SECS);
+        let expiry = clock::sleep(remaining(&state.config.clock, deadline));
         tokio::select! {
             _ = state.shutdown.cancelled() => {
                 return close_with(&mut sink, close::GOING_AWAY, "server shutting down").await;

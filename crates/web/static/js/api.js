@@ -110,15 +110,60 @@ function emit(event, value) {
 let leaving = false;
 export const isLeaving = () => leaving;
 
-/** Go to the login page. Returns a promise that never settles, so callers can
- *  `await` it and nothing after runs while the browser navigates. */
-export function goToLogin() {
+/** Why a session ended, as the log-in page words it (`?signed_out=<code>`).
+ *  The codes are auth's revocation reasons. */
+export const SIGNED_OUT_REASONS = {
+  signed_out: "You signed out.",
+  signed_out_elsewhere: "You were signed out on another device.",
+  signed_out_everywhere: "Signed out everywhere.",
+  refresh_token_reuse: "Your session ended for security reasons.",
+  password_change: "Your session ended for security reasons.",
+  account_deleted: "Your account was deleted.",
+};
+
+/** Every tab of this browser hears when one of them learns that the session
+ *  ended, so a tab without a socket (settings) does not linger signed in. */
+const tabs = typeof BroadcastChannel === "function" ? new BroadcastChannel("confab-session") : null;
+if (tabs) {
+  tabs.addEventListener("message", (event) => {
+    const m = event.data || {};
+    if (m.type === "ended") goToLogin(m.reason, false);
+  });
+}
+
+/** Go to the login page, saying why when the session ended (a known reason
+ *  code). Returns a promise that never settles, so callers can `await` it
+ *  and nothing after runs while the browser navigates. */
+export function goToLogin(reason = null, tellOtherTabs = true) {
   if (!leaving) {
     leaving = true;
+    const known = reason && Object.hasOwn(SIGNED_OUT_REASONS, reason) ? reason : null;
+    if (known && tellOtherTabs && tabs) tabs.postMessage({ type: "ended", reason: known });
     emit("leave", "leaving");
-    location.assign("/login");
+    location.assign(known ? `/login?signed_out=${encodeURIComponent(known)}` : "/login");
   }
   return new Promise(() => {});
+}
+
+/** The reason a refused refresh (or a refused token) gives: auth's 401 body
+ *  names it (`reason`), and reuse detection has its own code. */
+function reasonOf(error) {
+  if (error.code === "refresh_token_reused") return "refresh_token_reuse";
+  return error.reason || null;
+}
+
+/** The socket was closed because the session was revoked. The close frame's
+ *  reason is the revocation reason when the revocation reached an open
+ *  socket; a socket refused at connect time only says `session_revoked`, and
+ *  then auth is asked (the refresh is refused with the reason). */
+export async function sessionEnded(closeReason) {
+  if (Object.hasOwn(SIGNED_OUT_REASONS, closeReason)) return goToLogin(closeReason);
+  try {
+    await refreshToken();
+  } catch {
+    // Auth unreachable: we still know the session is gone.
+  }
+  return goToLogin();
 }
 
 /** Trade the refresh cookie for a fresh access token.
@@ -141,7 +186,15 @@ export function refreshToken() {
 
 async function doRefresh() {
   const response = await request("/v1/auth/refresh", { method: "POST", body: {}, headers: COOKIE_TRANSPORT });
-  if (response.status === 401 || response.status === 403) return goToLogin();
+  if (response.status === 401 || response.status === 403) {
+    let error = {};
+    try {
+      error = (await response.json()).error || {};
+    } catch {
+      // No body: just go to the log-in page.
+    }
+    return goToLogin(reasonOf(error));
+  }
   if (!response.ok) throw new ApiError(response.status, await readError(response));
 
   const data = await response.json();
@@ -246,14 +299,24 @@ export function profileChanged(profile) {
   emit("user", session.user);
 }
 
-/** End the session on the server and go to the login page. */
-export async function logout(button) {
+/** End this session on the server and go to the login page. */
+export function logout(button) {
+  return signOut("/v1/auth/logout", "signed_out", button);
+}
+
+/** End every session of the account (every device) and go to the login page. */
+export function logoutEverywhere(button) {
+  return signOut("/v1/auth/logout-all", "signed_out_everywhere", button);
+}
+
+async function signOut(path, reason, button) {
   if (button) {
     button.disabled = true;
     button.setAttribute("aria-busy", "true");
   }
   leaving = true;
-  const call = () => request("/v1/auth/logout", { method: "POST", body: {}, token: session.token });
+  const call = () =>
+    request(path, { method: "POST", body: {}, token: session.token, headers: COOKIE_TRANSPORT });
   try {
     let response = await call();
     // An expired access token must not leave the session alive on the server.
@@ -266,6 +329,8 @@ export async function logout(button) {
   } catch {
     // Offline: the cookie is still cleared locally by leaving; nothing else to do.
   }
+  // Other tabs of this browser hear it from their sockets (4003) or here.
+  if (tabs) tabs.postMessage({ type: "ended", reason });
   emit("leave", "logged out");
-  location.assign("/login");
+  location.assign(`/login?signed_out=${reason}`);
 }

@@ -9,12 +9,27 @@
 // connection dropped, is the caller's business (see chat.js and outbox.js):
 // `startSocket` takes the hooks.
 
-import { goToLogin, isLeaving, on, refreshToken, session } from "./api.js";
+import { isLeaving, on, refreshToken, session, sessionEnded } from "./api.js";
 
 export const CLOSE_TOO_BIG = 1009;
 export const CLOSE_TOKEN_EXPIRED = 4001;
 export const CLOSE_INVALID_TOKEN = 4002;
 export const CLOSE_SESSION_REVOKED = 4003;
+
+/** Diagnostics (`?debug-withhold-reauth`): never hand a refreshed token to
+ *  the open socket, so the server closes it with 4001 when the token lapses
+ *  and the reconnect path runs. Only makes this page behave worse. */
+const WITHHOLD_REAUTH = new URLSearchParams(location.search).has("debug-withhold-reauth");
+
+/** Counted on <html data-socket-connects data-socket-reauths>, so a person
+ *  debugging (and the flow tests) can see whether the page stayed on one
+ *  connection through token refreshes. */
+const stats = { connects: 0, reauths: 0 };
+function count(key) {
+  stats[key] += 1;
+  const name = key === "connects" ? "socketConnects" : "socketReauths";
+  document.documentElement.dataset[name] = String(stats[key]);
+}
 
 /** The proxy's own limit on a browser frame, until `ready` says otherwise. */
 const DEFAULT_MAX_FRAME_BYTES = 64 * 1024;
@@ -49,7 +64,7 @@ export const maxFrameBytes = () => sock.maxFrameBytes;
 export function startSocket(h) {
   hooks = { ...hooks, ...h };
   on("token", (token) => {
-    if (sock.ready) sendFrame({ type: "reauth", token });
+    if (sock.ready && !WITHHOLD_REAUTH) sendFrame({ type: "reauth", token });
   });
   on("leave", (reason) => closeSocket(1000, reason));
   setInterval(heartbeat, 5_000);
@@ -102,14 +117,16 @@ async function connect() {
       return;
     }
     if (frame.type === "ready") onReady(frame);
+    if (frame.type === "reauthed") count("reauths");
     hooks.onFrame(frame);
   });
   ws.addEventListener("close", (event) => {
-    if (ws === sock.ws) onSocketClosed(event.code);
+    if (ws === sock.ws) onSocketClosed(event.code, event.reason);
   });
 }
 
 function onReady(f) {
+  count("connects");
   sock.ready = true;
   sock.attempt = 0;
   sock.connectedOnce = true;
@@ -120,14 +137,16 @@ function onReady(f) {
   }
 }
 
-function onSocketClosed(code) {
+function onSocketClosed(code, reason = "") {
   sock.ws = null;
   sock.ready = false;
   hooks.onDropped(code);
   if (isLeaving()) return;
 
   if (code === CLOSE_SESSION_REVOKED) {
-    goToLogin();
+    // Not a silent redirect: the log-in page says why (the close reason is
+    // the revocation reason: signed out elsewhere, everywhere, security).
+    sessionEnded(reason);
     return;
   }
   if (code === CLOSE_TOKEN_EXPIRED || code === CLOSE_INVALID_TOKEN) {

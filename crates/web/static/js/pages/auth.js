@@ -7,7 +7,16 @@
 // localStorage, sessionStorage or document.cookie, so an XSS bug elsewhere
 // has no long-lived credential to steal.
 
-import { MESSAGES, postCredentials } from "../api.js";
+import { MESSAGES, SIGNED_OUT_REASONS, postCredentials } from "../api.js";
+
+// Arriving here because a session ended: say why, not a silent redirect.
+const signedOut = new URLSearchParams(location.search).get("signed_out");
+const notice = document.getElementById("signed-out-reason");
+if (notice && signedOut && Object.hasOwn(SIGNED_OUT_REASONS, signedOut)) {
+  notice.textContent = SIGNED_OUT_REASONS[signedOut];
+  notice.dataset.reason = signedOut;
+  notice.hidden = false;
+}
 
 const ENDPOINTS = {
   signup: { url: "/v1/auth/signup", fields: ["display_name", "email", "password"] },

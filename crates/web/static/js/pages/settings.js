@@ -1,5 +1,6 @@
 // The settings page: the profile form (name, picture, time zone), the
-// account card, "log out of this device", and your data (export, import,
+// account card, "log out of this device", the list of sessions
+// (sessions.js), and your data (export, import,
 // deleting chats or the account). A profile change made in another tab or
 // device shows here when this tab is looked at again (it re-reads the
 // profile then); the chat page, which holds a socket, shows it at once. No
@@ -11,6 +12,7 @@ import { api, endSession, isLeaving, logout, on, profileChanged, refreshToken, u
 import { showUser } from "../account.js";
 import { showBanner } from "../banners.js";
 import { wireDataSections } from "../settings-data.js";
+import { startSessionList } from "../sessions.js";
 import { $ } from "../util.js";
 
 let editing = false;
@@ -119,6 +121,7 @@ async function boot() {
       // Offline for a moment: the page keeps what it shows.
     }
   });
+  startSessionList();
 }
 
 boot();
