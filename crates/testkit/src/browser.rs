@@ -34,9 +34,40 @@ fn chromium_binary() -> String {
 
 impl Browser {
     pub async fn start(artifacts: &Path) -> Self {
+        Self::start_as(artifacts, None).await
+    }
+
+    /// A browser with its own profile folder under `artifacts` (so several
+    /// can run in one test) and, optionally, another User-Agent (a "phone").
+    pub async fn start_as(artifacts: &Path, user_agent: Option<&str>) -> Self {
+        std::fs::create_dir_all(artifacts).expect("browser artifacts folder");
         let profile = artifacts.join("chrome-profile");
         let downloads = downloads_dir(artifacts);
         std::fs::create_dir_all(&downloads).expect("downloads folder");
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-quic",
+            "--window-size=1280,900",
+            // New messages fade in from opacity 0 (0.2 s); WebDriver
+            // reads text of a not-yet-opaque element as "". Tests
+            // assert what is on the page, not how fast it fades in,
+            // so the page honours reduced motion (its CSS does).
+            "--force-prefers-reduced-motion",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        if let Some(ua) = user_agent {
+            args.push(format!("--user-agent={ua}"));
+        }
         let caps = serde_json::json!({
             "goog:chromeOptions": {
                 // Downloads land in the test's folder without a prompt
@@ -48,17 +79,7 @@ impl Browser {
                     "safebrowsing.enabled": false,
                 },
                 "binary": chromium_binary(),
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--no-first-run", "--disable-quic", "--window-size=1280,900",
-                    // New messages fade in from opacity 0 (0.2 s); WebDriver
-                    // reads text of a not-yet-opaque element as "". Tests
-                    // assert what is on the page, not how fast it fades in,
-                    // so the page honours reduced motion (its CSS does).
-                    "--force-prefers-reduced-motion",
-                    format!("--user-data-dir={}", profile.display()),
-                ]
+                "args": args,
             }
         });
         let serde_json::Value::Object(caps) = caps else {

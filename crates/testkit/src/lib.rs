@@ -92,6 +92,7 @@ pub struct Harness {
     backend_env: Vec<(String, String)>,
     /// Where in `procs` each of `backend_urls` runs.
     backend_procs: Vec<usize>,
+    web_env: Vec<(String, String)>,
 }
 
 /// Paths the harness needs from the test binary (`env!` values are only
@@ -196,6 +197,7 @@ impl Harness {
             auth_env,
             backend_env: backend_env.clone(),
             backend_procs: Vec::new(),
+            web_env: Vec::new(),
         };
         for _ in 0..options.backends.max(1) {
             let url = harness.spawn(bin, "backend", &backend_env).await;
@@ -208,6 +210,7 @@ impl Harness {
         web_env.push(("CONFAB_WEB_PORT".into(), "0".into()));
         web_env.push(("CONFAB_AUTH_URL".into(), harness.auth_url.clone()));
         web_env.push(("CONFAB_BACKEND_URL".into(), harness.backend_urls.join(",")));
+        harness.web_env = web_env.clone();
         let web = harness.spawn(bin, "web", &web_env).await;
         harness.web_url = web;
         for p in &harness.procs {
@@ -255,6 +258,24 @@ impl Harness {
     /// Start a headless Chromium session for this test.
     pub async fn browser(&self) -> Browser {
         Browser::start(&self.artifacts).await
+    }
+
+    /// A headless Chromium of its own (profile and artifacts under `name`),
+    /// optionally with another User-Agent: a second device of a user.
+    pub async fn browser_as(&self, name: &str, user_agent: Option<&str>) -> Browser {
+        Browser::start_as(&self.artifacts.join(name), user_agent).await
+    }
+
+    /// Start one more web process, fronting `backend_url` (a second origin
+    /// whose sockets reach that backend instance); returns its URL.
+    pub async fn add_web(&mut self, backend_url: &str) -> String {
+        let mut env = self.web_env.clone();
+        env.retain(|(k, _)| k != "CONFAB_BACKEND_URL");
+        env.push(("CONFAB_BACKEND_URL".into(), backend_url.to_string()));
+        let url = self.spawn(self.confab_bin, "web", &env).await;
+        let proc = self.procs.last().expect("just spawned");
+        proc.wait_ready(&self.http).await;
+        url
     }
 
     /// Start one more backend process against the same databases and Redis

@@ -107,6 +107,24 @@ impl Socket {
         }
     }
 
+    /// The close frame's code and reason (the revocation reason for 4003).
+    pub async fn expect_close_with_reason(&mut self) -> (u16, String) {
+        loop {
+            let next = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
+                .await
+                .expect("timed out waiting for close");
+            match next {
+                Some(Ok(Message::Close(Some(CloseFrame { code, reason })))) => {
+                    return (code.into(), reason.to_string())
+                }
+                Some(Ok(Message::Close(None))) => return (1005, String::new()),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("socket error instead of close: {e}"),
+                None => panic!("socket ended without a close frame"),
+            }
+        }
+    }
+
     pub async fn authenticate(&mut self, token: &str) -> Value {
         self.send(json!({"type": "auth", "token": token})).await;
         let ready = self.recv().await;

@@ -342,6 +342,7 @@ async fn each_page_preloads_exactly_the_modules_its_script_imports() {
                 "banners.js",
                 "data.js",
                 "settings-data.js",
+                "sessions.js",
                 "util.js",
             ],
         ),

@@ -395,7 +395,21 @@ async fn cookie_endpoints_refuse_cross_site_use() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_in_does_not_reveal_which_accounts_exist() {
-    let h = Harness::start(BUILD, "api_login_timing").await;
+    // A cheap hash (a few milliseconds) keeps the test short and makes a
+    // skipped hash stand out more, not less: without the dummy verification
+    // an unknown email would answer in a fraction of the known one's time.
+    let h = Harness::start_with(
+        BUILD,
+        "api_login_timing",
+        Options {
+            env: vec![
+                ("CONFAB_ARGON2_M_KIB".into(), "4096".into()),
+                ("CONFAB_ARGON2_T".into(), "1".into()),
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
     let user = h.sign_up().await;
     let unknown = unique_email("nobody");
     let attempt = |email: String| {
@@ -420,25 +434,40 @@ async fn log_in_does_not_reveal_which_accounts_exist() {
     let (_, unknown_body, _) = attempt(unknown.clone()).await;
     assert_eq!(known_body, unknown_body, "the bodies tell accounts apart");
     let (mut known, mut absent) = (Vec::new(), Vec::new());
-    // Pairs in alternating order, so neither kind always runs right after
-    // the other (a warm cache, a neighbour's burst) and drift hits both.
-    for i in 0..15 {
+    // Each sample is the fastest of three tries: the machine is shared
+    // (other tests, browsers), and its scheduling noise is far larger than
+    // any cost difference; the minimum keeps the cost and drops the noise.
+    // Kinds alternate which goes first, so drift hits both alike.
+    let sample = |email: String| {
+        let attempt = &attempt;
+        async move {
+            let mut best = std::time::Duration::MAX;
+            let mut bodies = Vec::new();
+            for _ in 0..3 {
+                let (status, body, t) = attempt(email.clone()).await;
+                assert_eq!(status, 401);
+                bodies.push(body);
+                best = best.min(t);
+            }
+            (bodies, best)
+        }
+    };
+    for i in 0..31 {
         let (first, second) = if i % 2 == 0 {
             (user.email.clone(), unknown.clone())
         } else {
             (unknown.clone(), user.email.clone())
         };
-        let (s1, b1, t1) = attempt(first).await;
-        let (s2, b2, t2) = attempt(second).await;
-        assert_eq!((s1, s2), (401, 401));
-        assert_eq!(b1, b2);
+        let (b1, t1) = sample(first).await;
+        let (b2, t2) = sample(second).await;
+        assert!(b1.iter().chain(&b2).all(|b| *b == known_body));
         let (k, u) = if i % 2 == 0 { (t1, t2) } else { (t2, t1) };
         known.push(k);
         absent.push(u);
     }
     known.sort();
     absent.sort();
-    let (k, a) = (known[7].as_secs_f64(), absent[7].as_secs_f64());
+    let (k, a) = (known[15].as_secs_f64(), absent[15].as_secs_f64());
     let gap = (k - a).abs() / k.max(a);
     assert!(
         gap <= 0.10,

@@ -19,9 +19,11 @@ mod api_sessions;
 mod confab_up;
 mod events_pipeline;
 mod flow01_signup_to_first_chat;
+mod flow05_token_refresh_during_chat;
 mod flow06_agent_error_and_retry;
 mod flow07_profile_update_across_services;
 mod flow09_export_and_delete;
+mod flow10_logout_everywhere;
 mod local_model;
 mod scale_out;
 

@@ -454,7 +454,13 @@ function onStoredMessage(f) {
   render.updateEmptyState(chat.loading);
 }
 
+/** Errors about the connection's credentials that the socket module handles
+ *  by itself (refresh and reconnect, or the log-in page with the reason):
+ *  nothing for the person to act on, so no banner. */
+const HANDLED_BY_THE_SOCKET = new Set(["token_expired", "session_revoked"]);
+
 function onError(f) {
+  if (!f.message_id && !f.client_msg_id && HANDLED_BY_THE_SOCKET.has(f.code)) return;
   if (f.message_id && !f.thread_id) {
     // A `retry` or `stop` the server refused (the reply itself is fine).
     const target = chat.byMessageId.get(f.message_id);
