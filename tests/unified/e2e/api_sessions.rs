@@ -395,15 +395,17 @@ async fn cookie_endpoints_refuse_cross_site_use() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_in_does_not_reveal_which_accounts_exist() {
-    // A cheap hash (a few milliseconds) keeps the test short and makes a
-    // skipped hash stand out more, not less: without the dummy verification
-    // an unknown email would answer in a fraction of the known one's time.
+    // A cheaper hash than production's (a few milliseconds) keeps the test
+    // short and makes a skipped hash stand out more, not less: without the
+    // dummy verification an unknown email would answer in a fraction of the
+    // known one's time. (The one real difference, fetching the found row,
+    // is about 0.1 ms: a few per cent of this hash, nothing of the real one.)
     let h = Harness::start_with(
         BUILD,
         "api_login_timing",
         Options {
             env: vec![
-                ("CONFAB_ARGON2_M_KIB".into(), "4096".into()),
+                ("CONFAB_ARGON2_M_KIB".into(), "16384".into()),
                 ("CONFAB_ARGON2_T".into(), "1".into()),
             ],
             ..Default::default()
@@ -434,40 +436,40 @@ async fn log_in_does_not_reveal_which_accounts_exist() {
     let (_, unknown_body, _) = attempt(unknown.clone()).await;
     assert_eq!(known_body, unknown_body, "the bodies tell accounts apart");
     let (mut known, mut absent) = (Vec::new(), Vec::new());
-    // Each sample is the fastest of three tries: the machine is shared
-    // (other tests, browsers), and its scheduling noise is far larger than
-    // any cost difference; the minimum keeps the cost and drops the noise.
-    // Kinds alternate which goes first, so drift hits both alike.
-    let sample = |email: String| {
-        let attempt = &attempt;
-        async move {
-            let mut best = std::time::Duration::MAX;
-            let mut bodies = Vec::new();
-            for _ in 0..3 {
-                let (status, body, t) = attempt(email.clone()).await;
+    // Each pair of samples is the fastest of five tries of each kind, the
+    // kinds interleaved try by try (alternating which goes first), so both
+    // see the same moment of a shared, noisy machine (other tests,
+    // browsers); the minimum keeps the cost and drops the noise.
+    for i in 0..21 {
+        let (mut k, mut u) = (std::time::Duration::MAX, std::time::Duration::MAX);
+        for j in 0..5 {
+            let known_first = (i + j) % 2 == 0;
+            let order = if known_first {
+                [user.email.clone(), unknown.clone()]
+            } else {
+                [unknown.clone(), user.email.clone()]
+            };
+            let mut times = Vec::new();
+            for email in order {
+                let (status, body, t) = attempt(email).await;
                 assert_eq!(status, 401);
-                bodies.push(body);
-                best = best.min(t);
+                assert_eq!(body, known_body, "the bodies tell accounts apart");
+                times.push(t);
             }
-            (bodies, best)
+            let (tk, tu) = if known_first {
+                (times[0], times[1])
+            } else {
+                (times[1], times[0])
+            };
+            k = k.min(tk);
+            u = u.min(tu);
         }
-    };
-    for i in 0..31 {
-        let (first, second) = if i % 2 == 0 {
-            (user.email.clone(), unknown.clone())
-        } else {
-            (unknown.clone(), user.email.clone())
-        };
-        let (b1, t1) = sample(first).await;
-        let (b2, t2) = sample(second).await;
-        assert!(b1.iter().chain(&b2).all(|b| *b == known_body));
-        let (k, u) = if i % 2 == 0 { (t1, t2) } else { (t2, t1) };
         known.push(k);
         absent.push(u);
     }
     known.sort();
     absent.sort();
-    let (k, a) = (known[15].as_secs_f64(), absent[15].as_secs_f64());
+    let (k, a) = (known[10].as_secs_f64(), absent[10].as_secs_f64());
     let gap = (k - a).abs() / k.max(a);
     assert!(
         gap <= 0.10,
