@@ -440,7 +440,7 @@ async fn log_in_does_not_reveal_which_accounts_exist() {
     // kinds interleaved try by try (alternating which goes first), so both
     // see the same moment of a shared, noisy machine (other tests,
     // browsers); the minimum keeps the cost and drops the noise.
-    for i in 0..21 {
+    for i in 0..15 {
         let (mut k, mut u) = (std::time::Duration::MAX, std::time::Duration::MAX);
         for j in 0..5 {
             let known_first = (i + j) % 2 == 0;
@@ -469,11 +469,17 @@ async fn log_in_does_not_reveal_which_accounts_exist() {
     }
     known.sort();
     absent.sort();
-    let (k, a) = (known[10].as_secs_f64(), absent[10].as_secs_f64());
+    // What is compared is the cost of each path: the fastest sample of each
+    // kind. On a shared 2-core machine the medians are dominated by other
+    // processes (they were seen 30 % apart in either direction with no
+    // difference in the code path); the minimum is not, and a skipped hash
+    // would still show as a large gap in it.
+    let (k, a) = (known[0].as_secs_f64(), absent[0].as_secs_f64());
     let gap = (k - a).abs() / k.max(a);
+    let (mk, ma) = (known[known.len() / 2], absent[absent.len() / 2]);
     assert!(
         gap <= 0.10,
-        "median log-in time: known email {:.1} ms, unknown {:.1} ms ({:.0} % apart)",
+        "fastest log-in: known email {:.2} ms, unknown {:.2} ms ({:.0} % apart; medians {mk:?} and {ma:?})",
         k * 1e3,
         a * 1e3,
         gap * 100.0
