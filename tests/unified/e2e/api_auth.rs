@@ -318,6 +318,10 @@ async fn forged_and_expired_tokens_are_rejected() {
     unknown_kid.kid = Some("no-such-key".into());
     let unknown_kid = jsonwebtoken::encode(&unknown_kid, &claims, &signing).unwrap();
 
+    // The user's backend profile exists before counting (made on first
+    // use; the user.registered event would otherwise add it mid-test).
+    let (status, _) = backend_get(&h, "/v1/threads", &user.access_token).await;
+    assert_eq!(status, 200);
     let before = store_counts(&h).await;
     let cases = [
         ("expired", sign(&expired), "token_expired"),
