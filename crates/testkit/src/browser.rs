@@ -41,7 +41,17 @@ impl Browser {
     /// can run in one test) and, optionally, another User-Agent (a "phone").
     pub async fn start_as(artifacts: &Path, user_agent: Option<&str>) -> Self {
         std::fs::create_dir_all(artifacts).expect("browser artifacts folder");
-        let profile = artifacts.join("chrome-profile");
+        // Each browser of a test gets its own profile (two Chromiums cannot
+        // share one) and its own driver log.
+        let n = (1..)
+            .find(|n| {
+                !artifacts
+                    .join(Self::numbered("chrome-profile", *n))
+                    .exists()
+            })
+            .expect("an unused profile name");
+        let profile = artifacts.join(Self::numbered("chrome-profile", n));
+        std::fs::create_dir_all(&profile).expect("profile folder");
         let downloads = downloads_dir(artifacts);
         std::fs::create_dir_all(&downloads).expect("downloads folder");
         let mut args: Vec<String> = [
@@ -87,7 +97,7 @@ impl Browser {
         };
         let driver_bin =
             std::env::var("CONFAB_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-        let log_path = artifacts.join("chromedriver.log");
+        let log_path = artifacts.join(Self::numbered("chromedriver", n) + ".log");
         let mut last = String::new();
         // The free port is released before chromedriver binds it, so another
         // process may take it first: chromedriver then exits, and we try again.
@@ -131,6 +141,14 @@ impl Browser {
             }
         }
         panic!("could not start a Chromium session: {last}");
+    }
+
+    fn numbered(name: &str, n: usize) -> String {
+        if n == 1 {
+            name.to_string()
+        } else {
+            format!("{name}-{n}")
+        }
     }
 
     fn client(&self) -> Client {

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod browser;
 pub mod db;
+pub mod fault_proxy;
 pub mod llm;
 pub mod process;
 pub mod scan;
@@ -21,6 +22,7 @@ pub mod timing;
 pub mod user;
 
 pub use browser::Browser;
+pub use fault_proxy::{FaultProxy, Network};
 pub use llm::{LlmStandIn, Reply};
 pub use socket::Socket;
 pub use user::TestUser;

@@ -19,6 +19,8 @@ mod api_sessions;
 mod confab_up;
 mod events_pipeline;
 mod flow01_signup_to_first_chat;
+mod flow03_reconnect_with_state_recovery;
+mod flow04_concurrent_users;
 mod flow05_token_refresh_during_chat;
 mod flow06_agent_error_and_retry;
 mod flow07_profile_update_across_services;

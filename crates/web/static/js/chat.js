@@ -2,10 +2,17 @@
 // messages, the frames from the server that change them, and what the user
 // sends.
 //
-// Resume rule: after a reconnect (or once a thread has loaded) the shown
-// thread is resumed from the highest sequence number of a committed event we
-// have seen, but below any reply still being generated, so nothing is
-// skipped; deltas a replay repeats are dropped by index (render.js).
+// Resume rule: after a reconnect (or once a thread has loaded) every thread
+// this page holds state for — the shown one, and each one it showed or sent
+// to before — is resumed from the highest sequence number of a committed
+// event seen in it, but below any reply there still being generated, so
+// nothing is skipped; a resume answered with `more` goes on from where its
+// page stopped; deltas a replay repeats are dropped by index (render.js).
+//
+// History loads newest first (one page), with "Load earlier" going back.
+// Messages the server has not acknowledged live in the outbox, which keeps
+// them across reloads: they show as pending in their thread and are sent
+// when the socket is ready; leaving the page meanwhile asks first.
 
 import * as outbox from "./outbox.js";
 import * as render from "./render.js";
@@ -24,15 +31,18 @@ const chat = {
   /** Bumped on every view change so late results for an old view are dropped. */
   view: 0,
   loading: false,
-  /** Highest sequence number of a *committed* event in the shown thread (a
-   *  stored message, an ack, a done). Deltas are deliberately not counted:
-   *  resuming after a delta's seq could skip the rest of a reply, while
-   *  resuming a little early only replays deltas we drop by index. */
-  highestSeq: 0,
-  /** Replies of the shown thread still being generated: message_id → seq.
-   *  A resume must start below the oldest of them, even when later events
-   *  (a message sent meanwhile) pushed highestSeq past it. */
-  openReplies: new Map(),
+  /** What the page knows of each thread it holds (thread id → state), to
+   *  resume them all after a reconnect:
+   *  - `highestSeq`: the highest sequence number of a *committed* event (a
+   *    stored message, an ack, a done). Deltas are deliberately not counted:
+   *    resuming after a delta's seq could skip the rest of a reply, while
+   *    resuming a little early only replays deltas we drop by index.
+   *  - `openReplies`: replies still being generated, message_id → seq. A
+   *    resume must start below the oldest of them, even when later events (a
+   *    message sent meanwhile) pushed highestSeq past it. */
+  threads: new Map(),
+  /** The oldest seq shown, for "Load earlier" (0: nothing earlier). */
+  oldestShown: 0,
   byMessageId: new Map(), // message_id → element
   byClientId: new Map(), // client_msg_id → element (user messages)
   streams: new Map(), // message_id → { node, chunks, base } (render.js)
@@ -47,8 +57,8 @@ export const shownThread = () => chat.threadId;
 
 function resetView() {
   chat.view += 1;
-  chat.highestSeq = 0;
-  chat.openReplies.clear();
+  chat.oldestShown = 0;
+  render.setLoadEarlier(null);
   chat.byMessageId.clear();
   chat.byClientId.clear();
   chat.streams.clear();
@@ -66,6 +76,7 @@ export function showNewChat({ push }) {
   render.setLoading(false);
   if (push && location.pathname !== "/app") history.pushState({}, "", "/app");
   setActive(null);
+  showUnsent();
   render.updateEmptyState(chat.loading);
   $("chat-input").focus();
 }
@@ -81,9 +92,11 @@ export async function showThread(id, { push }) {
   render.setLoading(true);
 
   let messages = null;
+  let hasEarlier = false;
   try {
-    const data = await api(`/v1/threads/${encodeURIComponent(id)}/messages`);
+    const data = await api(`/v1/threads/${encodeURIComponent(id)}/messages?limit=${HISTORY_PAGE}`);
     messages = data.messages || [];
+    hasEarlier = Boolean(data.has_earlier);
   } catch (e) {
     if (view !== chat.view) return;
     const text =
@@ -94,28 +107,102 @@ export async function showThread(id, { push }) {
   }
   if (view !== chat.view) return;
 
+  // What we knew of this thread is replaced by what was just loaded.
+  chat.threads.set(id, { highestSeq: 0, openReplies: new Map() });
   // Messages typed while loading were appended already; stored ones go
   // before them.
   const pendingEls = render.listedMessages();
   for (const m of messages || []) {
     if (chat.byMessageId.has(m.id)) continue;
-    if (isSuperseded(m)) {
-      // An earlier attempt at a question (retried or regenerated): kept in
-      // the history, not shown.
-      noteSeq(id, m.seq);
+    if (m.role === "user" && m.client_msg_id && chat.byClientId.has(m.client_msg_id)) {
+      // A pending message that was stored after all (its ack was lost).
+      onAck({ client_msg_id: m.client_msg_id, thread_id: id, message_id: m.id, seq: m.seq });
       continue;
     }
+    if (m.role === "user" && m.client_msg_id && outbox.isWaiting(m.client_msg_id)) outbox.remove(m.client_msg_id);
+    noteStored(id, m);
+    if (isSuperseded(m)) continue;
     renderStored(m);
-    if (m.status !== "streaming") noteSeq(id, m.seq);
-    else noteOpen(id, m.id, m.seq);
   }
   render.moveToEnd(pendingEls);
+  if (messages && messages.length) chat.oldestShown = messages[0].seq;
+  render.setLoadEarlier(hasEarlier ? loadEarlier : null);
 
   chat.loading = false;
+  showUnsent();
   render.setLoading(false);
   render.updateEmptyState(chat.loading);
   render.scrollToBottom();
-  if (isReady()) sendResume();
+  if (isReady()) sendResume(id);
+}
+
+/** Messages per history page. */
+const HISTORY_PAGE = 100;
+
+/** Show the page of history before the oldest message shown, above it,
+ *  keeping the view where it was. */
+async function loadEarlier() {
+  const view = chat.view;
+  const id = chat.threadId;
+  if (!id || chat.oldestShown <= 1) return;
+  render.setLoadEarlier(loadEarlier, { busy: true });
+  let data;
+  try {
+    data = await api(
+      `/v1/threads/${encodeURIComponent(id)}/messages?before_seq=${chat.oldestShown}&limit=${HISTORY_PAGE}`,
+    );
+  } catch (e) {
+    if (view !== chat.view) return;
+    render.setLoadEarlier(loadEarlier);
+    showBanner({ key: "chat-error", kind: "error", testid: "chat-error", text: `Couldn't load earlier messages. ${e.message}` });
+    return;
+  }
+  if (view !== chat.view) return;
+  const before = render.listedMessages();
+  const anchor = render.keepScrollAnchor();
+  for (const m of data.messages || []) {
+    if (chat.byMessageId.has(m.id) || isSuperseded(m)) continue;
+    renderStored(m);
+  }
+  // Rendered at the end; they belong before everything shown.
+  render.moveToEnd(before);
+  anchor();
+  if (data.messages && data.messages.length) chat.oldestShown = data.messages[0].seq;
+  render.setLoadEarlier(data.has_earlier ? loadEarlier : null);
+}
+
+/** Show what the outbox still holds for the shown view (after a reload):
+ *  pending, sent when the socket is ready. */
+function showUnsent() {
+  for (const e of outbox.unsent()) {
+    const here = chat.threadId ? e.threadId === chat.threadId : !e.threadId && e.draftId === chat.draftId;
+    if (!here || chat.byClientId.has(e.clientMsgId)) continue;
+    const el = addMessage({ role: "user", clientMsgId: e.clientMsgId, status: "pending" });
+    el.dataset.text = e.text;
+    render.contentOf(el).textContent = e.text;
+    render.setNote(el, isReady() ? "Sending…" : "Will send when reconnected…");
+  }
+}
+
+/** The page starts with the outbox an earlier visit left (see outbox.js).
+ *  On /app, the first unsent new chat becomes the one shown. */
+export function restoreOutbox(userId) {
+  const adopted = outbox.attach(userId);
+  const draft = adopted.find((e) => !e.threadId && e.draftId);
+  if (draft && !chat.threadId) chat.draftId = draft.draftId;
+  for (const e of adopted) if (e.threadId) track(e.threadId);
+  showUnsent();
+  flushOutbox();
+}
+
+/** Leaving with unsent messages asks first (they would be sent on the next
+ *  visit, but the user may not come back). */
+export function warnBeforeLeaving() {
+  window.addEventListener("beforeunload", (event) => {
+    if (isLeaving() || !outbox.hasUnsent()) return;
+    event.preventDefault();
+    event.returnValue = "";
+  });
 }
 
 /** A reply attempt that a later attempt at its question replaced. */
@@ -275,10 +362,18 @@ export function connectionLost(code) {
   }
 }
 
-function sendResume() {
-  let after = chat.highestSeq;
-  for (const seq of chat.openReplies.values()) after = Math.min(after, seq - 1);
-  sendFrame({ type: "resume", thread_id: chat.threadId, after_seq: Math.max(0, after) });
+/** Resume one thread from what we hold of it (see the rule at the top). */
+function sendResume(threadId) {
+  const t = chat.threads.get(threadId);
+  if (!t) return;
+  let after = t.highestSeq;
+  for (const seq of t.openReplies.values()) after = Math.min(after, seq - 1);
+  sendFrame({ type: "resume", thread_id: threadId, after_seq: Math.max(0, after) });
+}
+
+/** Hold state for a thread from now on (it is resumed after reconnects). */
+function track(threadId) {
+  if (threadId && !chat.threads.has(threadId)) chat.threads.set(threadId, { highestSeq: 0, openReplies: new Map() });
 }
 
 function isShown(threadId) {
@@ -286,12 +381,39 @@ function isShown(threadId) {
   return !threadId || threadId === chat.threadId;
 }
 
+/** The state of a frame's thread, if we hold it. */
+function held(threadId) {
+  return chat.threads.get(threadId || chat.threadId) || null;
+}
+
 function noteSeq(threadId, seq) {
-  if (isShown(threadId) && Number.isFinite(seq) && seq > chat.highestSeq) chat.highestSeq = seq;
+  const t = held(threadId);
+  if (t && Number.isFinite(seq) && seq > t.highestSeq) t.highestSeq = seq;
 }
 
 function noteOpen(threadId, messageId, seq) {
-  if (isShown(threadId) && messageId && Number.isFinite(seq)) chat.openReplies.set(messageId, seq);
+  const t = held(threadId);
+  if (t && messageId && Number.isFinite(seq)) t.openReplies.set(messageId, seq);
+}
+
+function noteClosed(threadId, messageId) {
+  if (threadId) {
+    const t = held(threadId);
+    if (t) t.openReplies.delete(messageId);
+  } else {
+    for (const t of chat.threads.values()) t.openReplies.delete(messageId);
+  }
+}
+
+/** Account for a stored message of a held thread. */
+function noteStored(threadId, m) {
+  const id = m.id || m.message_id;
+  if (m.status === "streaming") {
+    noteOpen(threadId, id, m.seq);
+  } else {
+    noteSeq(threadId, m.seq);
+    noteClosed(threadId, id);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -314,6 +436,8 @@ export function handleFrame(f) {
       return onStoredMessage(f);
     case "threads_deleted":
       return onThreadsDeleted(f);
+    case "resumed":
+      return onResumed(f);
     default:
       // Unknown frames are ignored, so the server can add kinds without
       // breaking pages that are already open.
@@ -325,7 +449,10 @@ export function handleFrame(f) {
  *  gives way to a new chat, saying why. */
 function onThreadsDeleted(f) {
   const ids = f.thread_ids || [];
-  for (const id of ids) removeThread(id);
+  for (const id of ids) {
+    removeThread(id);
+    chat.threads.delete(id); // nothing left to resume
+  }
   if (chat.threadId && ids.includes(chat.threadId)) {
     showNewChat({ push: true });
     showBanner({
@@ -337,15 +464,27 @@ function onThreadsDeleted(f) {
   }
 }
 
-/** Catch up on the shown thread (a reply may have finished, or still be
- *  streaming, while we were away), then deliver what is waiting to be sent. */
+/** Catch up on every thread we hold (a reply may have finished, failed or
+ *  still be streaming while we were away), then deliver what is waiting to
+ *  be sent. The shown thread, if still loading, resumes once it has loaded. */
 function onReady() {
-  if (chat.threadId && !chat.loading) sendResume();
+  for (const id of chat.threads.keys()) {
+    if (id === chat.threadId && chat.loading) continue;
+    sendResume(id);
+  }
   flushOutbox();
+}
+
+/** One page of a resume ended; ask for the next while there is more. */
+function onResumed(f) {
+  if (f.more && chat.threads.has(f.thread_id) && Number.isFinite(f.through_seq)) {
+    sendFrame({ type: "resume", thread_id: f.thread_id, after_seq: f.through_seq });
+  }
 }
 
 function onAck(f) {
   const entry = outbox.remove(f.client_msg_id);
+  track(f.thread_id);
 
   if (entry && !entry.threadId && f.thread_id) {
     // The first message of a new chat: the thread exists now.
@@ -398,7 +537,7 @@ function onDelta(f) {
 
 function onDone(f) {
   noteSeq(f.thread_id, f.seq);
-  chat.openReplies.delete(f.message_id);
+  noteClosed(f.thread_id, f.message_id);
   bumpThread(f.thread_id);
   if (!isShown(f.thread_id) || chat.loading) return;
   let el = chat.byMessageId.get(f.message_id);
@@ -418,9 +557,7 @@ function onDone(f) {
 function onStoredMessage(f) {
   const m = f.message && typeof f.message === "object" ? f.message : f;
   const threadId = m.thread_id || f.thread_id;
-  noteSeq(threadId, m.status === "streaming" ? NaN : m.seq);
-  if (m.status === "streaming") noteOpen(threadId, m.id || m.message_id, m.seq);
-  else chat.openReplies.delete(m.id || m.message_id);
+  noteStored(threadId, m);
   bumpThread(threadId);
   if (!isShown(threadId) || chat.loading) return;
   const id = m.id || m.message_id;
@@ -434,6 +571,19 @@ function onStoredMessage(f) {
   if (id && chat.byMessageId.has(id)) {
     if ((m.status === "complete" || m.status === "stopped") && m.role === "assistant") {
       onDone({ ...m, message_id: id, thread_id: threadId, status: m.status });
+    } else if (m.status === "failed" && m.role === "assistant") {
+      // It failed while we were away (its instance died, say): a resume
+      // says so even though its live `error` frame was missed.
+      const el = chat.byMessageId.get(id);
+      if (el.dataset.status !== "failed") {
+        const e = m.error || {};
+        markFailed(el, {
+          message: e.message || "This reply couldn't be completed.",
+          retryable: "retryable" in e ? Boolean(e.retryable) : true,
+          code: e.code,
+          requestId: m.request_id,
+        });
+      }
     }
     return;
   }
@@ -477,7 +627,7 @@ function onError(f) {
       return;
     }
   }
-  if (f.message_id) chat.openReplies.delete(f.message_id);
+  if (f.message_id) noteClosed(f.thread_id, f.message_id);
   let el = null;
   if (f.message_id) el = chat.byMessageId.get(f.message_id) || null;
   if (!el && f.client_msg_id) el = chat.byClientId.get(f.client_msg_id) || null;

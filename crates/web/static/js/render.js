@@ -334,3 +334,24 @@ export function scrollToBottom() {
   const s = $("message-scroll");
   s.scrollTop = s.scrollHeight;
 }
+
+/** Offer "Load earlier messages" (calling `onClick`), or hide it (null). */
+export function setLoadEarlier(onClick, { busy = false } = {}) {
+  const row = $("load-earlier-row");
+  const button = $("load-earlier");
+  if (!row || !button) return;
+  row.hidden = !onClick;
+  button.disabled = busy;
+  button.textContent = busy ? "Loading…" : "Load earlier messages";
+  button.onclick = onClick && !busy ? () => onClick() : null;
+}
+
+/** Remember what the reader is looking at; the returned function puts the
+ *  view back there after messages were added above it. */
+export function keepScrollAnchor() {
+  const s = $("message-scroll");
+  const fromBottom = s.scrollHeight - s.scrollTop;
+  return () => {
+    s.scrollTop = s.scrollHeight - fromBottom;
+  };
+}

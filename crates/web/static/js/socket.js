@@ -168,7 +168,9 @@ function scheduleReconnect() {
   const base = Math.min(10_000, 500 * 2 ** sock.attempt);
   const delay = base / 2 + Math.random() * (base / 2);
   sock.attempt += 1;
-  hooks.onState(navigator.onLine === false ? "offline" : "reconnecting");
+  // "Reconnecting…" whatever navigator.onLine says: we do keep trying (see
+  // connect), and on a loopback-only machine onLine is false for good.
+  hooks.onState("reconnecting");
   sock.timer = setTimeout(connect, delay);
 }
 

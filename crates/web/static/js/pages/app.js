@@ -2,10 +2,19 @@
 // modules that do the work, then boots — session first, then the socket, the
 // thread list and the shown thread.
 
-import { logout, on, profileChanged, refreshToken } from "../api.js";
+import { logout, on, profileChanged, refreshToken, session } from "../api.js";
 import { showUser } from "../account.js";
 import { hideBanner, showBanner } from "../banners.js";
-import { connectionLost, handleFrame, sendMessage, showNewChat, showThread, shownThread } from "../chat.js";
+import {
+  connectionLost,
+  handleFrame,
+  restoreOutbox,
+  sendMessage,
+  showNewChat,
+  showThread,
+  shownThread,
+  warnBeforeLeaving,
+} from "../chat.js";
 import { startSocket } from "../socket.js";
 import { wireThreadActions } from "../thread-actions.js";
 import { loadThreads, threadFromPath } from "../threads.js";
@@ -158,6 +167,12 @@ async function boot() {
   hideBanner("connection");
 
   const id = threadFromPath();
+  // What an earlier visit typed and the server never acknowledged: shown as
+  // pending and sent once the socket is ready.
+  warnBeforeLeaving();
+  if (id) showThread(id, { push: false });
+  else showNewChat({ push: false });
+  restoreOutbox(session.user && session.user.id);
   startSocket({
     onFrame(frame) {
       if (frame.type === "ready") onReady(frame);
@@ -171,8 +186,6 @@ async function boot() {
     onState: setConnectionState,
   });
   loadThreads();
-  if (id) showThread(id, { push: false });
-  else showNewChat({ push: false });
 }
 
 boot();
