@@ -26,8 +26,9 @@ use tokio::sync::watch;
 
 /// How often every instance's `/readyz` is asked.
 pub(crate) const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
-/// How long one check may take before the instance counts as down.
-const HEALTH_TIMEOUT: Duration = Duration::from_millis(900);
+/// How long one check may take before the instance counts as down. Generous:
+/// a busy instance is slow, not dead (a dead one refuses at once).
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 struct Instance {
     url: String,

@@ -284,11 +284,15 @@ async fn flow03_the_instance_writing_the_reply_is_killed() {
             let writer = usize::from(h.backend_sockets(1).await == 1);
             assert_eq!(h.backend_sockets(writer).await, 1);
             send(&c, "a question worth keeping").await;
+            // Streaming, with its first words on screen: the model has
+            // been asked (by the instance about to die).
             eventually(10, "the reply streaming", || async {
                 let rows = screen(&c).await;
-                (rows.len() == 2 && rows[1].1 == "streaming").then_some(())
+                (rows.len() == 2 && rows[1].1 == "streaming" && rows[1].2.starts_with("Half"))
+                    .then_some(())
             })
             .await;
+            assert_eq!(h.llm.as_ref().unwrap().requests().len(), 1);
             let thread = shown_thread(&c).await;
 
             h.kill_backend(writer);
