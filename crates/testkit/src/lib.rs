@@ -15,6 +15,7 @@ pub mod browser;
 pub mod db;
 pub mod fault_proxy;
 pub mod llm;
+pub mod oidc;
 pub mod process;
 pub mod scan;
 pub mod socket;
@@ -24,6 +25,7 @@ pub mod user;
 pub use browser::Browser;
 pub use fault_proxy::{FaultProxy, Network};
 pub use llm::{LlmStandIn, Reply};
+pub use oidc::OidcProvider;
 pub use socket::Socket;
 pub use user::TestUser;
 
@@ -58,6 +60,10 @@ pub struct Options {
     /// How many backend instances web fronts (its `CONFAB_BACKEND_URL`
     /// lists them all); at least one.
     pub backends: usize,
+    /// Start the test OpenID Connect provider and configure auth with two
+    /// providers at it: the Google preset (`google`, its issuer pointed at
+    /// the test provider) and a generic one (`acme`, "Acme SSO").
+    pub oidc: bool,
 }
 
 impl Default for Options {
@@ -66,6 +72,7 @@ impl Default for Options {
             agent: Agent::StandIn,
             env: Vec::new(),
             backends: 1,
+            oidc: false,
         }
     }
 }
@@ -85,6 +92,7 @@ pub struct Harness {
     pub redis: redis::aio::ConnectionManager,
     pub redis_prefix: String,
     pub llm: Option<LlmStandIn>,
+    pub oidc: Option<OidcProvider>,
     pub artifacts: PathBuf,
     pub http: reqwest::Client,
     procs: Vec<Proc>,
@@ -139,9 +147,45 @@ impl Harness {
         ];
         common.extend(options.env.iter().cloned());
 
+        // The provider must know the redirect URIs, which contain the web
+        // origin: with a provider, web's port is chosen up front.
+        let web_port = if options.oidc {
+            confab_infra::free_port().expect("free port")
+        } else {
+            0
+        };
+        let mut oidc_env: Vec<(String, String)> = Vec::new();
+        let oidc = if options.oidc {
+            let public = format!("http://127.0.0.1:{web_port}");
+            let clients: Vec<oidc::Client> = ["google", "acme"]
+                .iter()
+                .map(|id| oidc::Client {
+                    id: format!("confab-{id}"),
+                    secret: format!("{id}-secret-{}", uuid::Uuid::new_v4().simple()),
+                    redirect_uri: format!("{public}/v1/auth/oidc/{id}/callback"),
+                })
+                .collect();
+            let provider = OidcProvider::start(&clients, &artifacts).await;
+            oidc_env.push(("CONFAB_PUBLIC_URL".into(), public));
+            oidc_env.push(("CONFAB_OIDC_PROVIDERS".into(), "google,acme".into()));
+            oidc_env.push(("CONFAB_OIDC_GOOGLE_ISSUER".into(), provider.url.clone()));
+            oidc_env.push(("CONFAB_OIDC_ACME_ISSUER".into(), provider.url.clone()));
+            oidc_env.push(("CONFAB_OIDC_ACME_NAME".into(), "Acme SSO".into()));
+            for (c, id) in clients.iter().zip(["GOOGLE", "ACME"]) {
+                oidc_env.push((format!("CONFAB_OIDC_{id}_CLIENT_ID"), c.id.clone()));
+                oidc_env.push((format!("CONFAB_OIDC_{id}_CLIENT_SECRET"), c.secret.clone()));
+            }
+            Some(provider)
+        } else {
+            None
+        };
+
         let mut procs = Vec::new();
         let bin = build.confab_bin;
         let mut auth_env = common.clone();
+        auth_env.extend(oidc_env);
+        // A test's own env wins (it is appended after).
+        auth_env.extend(options.env.iter().cloned());
         auth_env.push(("CONFAB_AUTH_PORT".into(), "0".into()));
         auth_env.push(("CONFAB_AUTH_DATABASE_URL".into(), dbs.auth_url.clone()));
         let auth = Proc::spawn(bin, "auth", &auth_env, &artifacts).await;
@@ -188,6 +232,7 @@ impl Harness {
             redis,
             redis_prefix,
             llm,
+            oidc,
             artifacts,
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(20))
@@ -209,7 +254,7 @@ impl Harness {
         harness.backend_url = harness.backend_urls[0].clone();
 
         let mut web_env = common;
-        web_env.push(("CONFAB_WEB_PORT".into(), "0".into()));
+        web_env.push(("CONFAB_WEB_PORT".into(), web_port.to_string()));
         web_env.push(("CONFAB_AUTH_URL".into(), harness.auth_url.clone()));
         web_env.push(("CONFAB_BACKEND_URL".into(), harness.backend_urls.join(",")));
         harness.web_env = web_env.clone();

@@ -65,6 +65,7 @@ const ASSETS: &[Asset] = &[
     js!("js/account.js"),
     js!("js/data.js"),
     js!("js/settings-data.js"),
+    js!("js/identities.js"),
     // The chat.
     js!("js/socket.js"),
     js!("js/outbox.js"),

@@ -17,6 +17,7 @@ mod backends;
 mod config;
 mod pages;
 mod proxy;
+mod sign_in;
 mod ws;
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! script fills in names, threads and messages after it boots. That keeps the
 //! web server stateless and makes every page cacheable by path.
 
-use crate::{assets, AppState};
+use crate::{assets, sign_in, AppState};
 use axum::{
     extract::{Path, Request, State},
     http::{header, HeaderName, HeaderValue, StatusCode},
@@ -44,6 +44,18 @@ pub(crate) fn templates() -> Result<Environment<'static>, minijinja::Error> {
         ("signup.html", include_str!("../templates/signup.html")),
         ("login.html", include_str!("../templates/login.html")),
         ("module.html", include_str!("../templates/module.html")),
+        (
+            "providers.html",
+            include_str!("../templates/providers.html"),
+        ),
+        (
+            "login_failed.html",
+            include_str!("../templates/login_failed.html"),
+        ),
+        (
+            "login_link.html",
+            include_str!("../templates/login_link.html"),
+        ),
         ("app.html", include_str!("../templates/app.html")),
         ("settings.html", include_str!("../templates/settings.html")),
         (
@@ -94,6 +106,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/app", get(app))
         .route("/app/t/{thread_id}", get(thread))
         .route("/settings", get(settings))
+        .merge(sign_in::router())
         .merge(assets::router())
         .fallback(not_found)
         .layer(middleware::from_fn(security_headers))
@@ -104,11 +117,21 @@ async fn landing(State(s): State<AppState>) -> Response {
 }
 
 async fn signup(State(s): State<AppState>) -> Response {
-    render(&s, "signup.html", context! { page => "signup" })
+    let providers = sign_in::providers(&s).await;
+    render(
+        &s,
+        "signup.html",
+        context! { page => "signup", providers, verb => "Sign up" },
+    )
 }
 
 async fn login(State(s): State<AppState>) -> Response {
-    render(&s, "login.html", context! { page => "login" })
+    let providers = sign_in::providers(&s).await;
+    render(
+        &s,
+        "login.html",
+        context! { page => "login", providers, verb => "Log in" },
+    )
 }
 
 async fn app(State(s): State<AppState>) -> Response {
@@ -140,7 +163,7 @@ async fn not_found(State(s): State<AppState>) -> Response {
     res
 }
 
-fn render(s: &AppState, name: &str, ctx: minijinja::Value) -> Response {
+pub(crate) fn render(s: &AppState, name: &str, ctx: minijinja::Value) -> Response {
     let rendered = s.templates.get_template(name).and_then(|t| t.render(ctx));
     match rendered {
         Ok(html) => (

@@ -343,6 +343,7 @@ async fn each_page_preloads_exactly_the_modules_its_script_imports() {
                 "data.js",
                 "settings-data.js",
                 "sessions.js",
+                "identities.js",
                 "util.js",
             ],
         ),

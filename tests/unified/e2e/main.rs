@@ -19,6 +19,7 @@ mod api_sessions;
 mod confab_up;
 mod events_pipeline;
 mod flow01_signup_to_first_chat;
+mod flow02_oauth_login_to_history;
 mod flow03_reconnect_with_state_recovery;
 mod flow04_concurrent_users;
 mod flow05_token_refresh_during_chat;
@@ -27,6 +28,7 @@ mod flow07_profile_update_across_services;
 mod flow09_export_and_delete;
 mod flow10_logout_everywhere;
 mod local_model;
+mod oidc_refusals;
 mod scale_out;
 
 use confab_testkit::Build;

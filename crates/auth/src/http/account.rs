@@ -53,7 +53,7 @@ async fn delete_account(
             let password = Password::for_login(&password)?;
             if !ctx
                 .passwords
-                .verify(password, Some(user.password_hash.clone()))
+                .verify(password, user.password_hash.clone())
                 .await?
             {
                 return Err(Error::ReauthenticationRequired(WRONG_PASSWORD));

@@ -4,6 +4,7 @@
 mod account;
 mod extractor;
 mod jwks;
+mod oidc;
 mod profile;
 mod same_site;
 mod session_list;
@@ -56,6 +57,7 @@ pub struct ApiContext {
     pub tokens: Arc<AccessTokens>,
     pub passwords: Arc<PasswordHasher>,
     pub outbox: OutboxSignal,
+    pub oidc: Arc<crate::oidc::Oidc>,
 }
 
 pub fn router(ctx: ApiContext) -> Router {
@@ -66,6 +68,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .merge(sessions::router())
         .merge(session_list::router())
         .merge(jwks::router())
+        .merge(oidc::router())
         .route("/openapi.json", get(openapi))
         .route("/readyz", get(readyz))
         .fallback(|| async { Error::NotFound })
@@ -221,6 +224,12 @@ mod tests {
             ("/v1/auth/me", "get"),
             ("/v1/auth/account", "delete"),
             ("/.well-known/jwks.json", "get"),
+            ("/v1/auth/oidc/providers", "get"),
+            ("/v1/auth/oidc/{provider}/start", "get"),
+            ("/v1/auth/oidc/{provider}/callback", "get"),
+            ("/v1/auth/oidc/link", "post"),
+            ("/v1/auth/identities", "get"),
+            ("/v1/auth/identities/{id}", "delete"),
             ("/openapi.json", "get"),
             ("/readyz", "get"),
             ("/healthz", "get"),

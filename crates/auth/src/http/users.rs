@@ -108,7 +108,7 @@ async fn login(
     let user = store::users::find_by_email(&ctx.db, &email).await?;
     // An unknown email is checked against a dummy hash, so both failures
     // take the same time and give the same answer.
-    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let stored = user.as_ref().and_then(|u| u.password_hash.clone());
     let matches = ctx.passwords.verify(password, stored).await?;
     let user = match user {
         Some(user) if matches => user,

@@ -11,7 +11,8 @@ pub struct User {
     pub id: UserId,
     pub email: String,
     pub display_name: String,
-    pub password_hash: String,
+    /// `None` for an account made through a provider.
+    pub password_hash: Option<String>,
     /// Grows by one with every change of the public profile (name, email,
     /// avatar, time zone); `user.updated` carries it.
     pub profile_version: i64,
@@ -42,6 +43,27 @@ pub async fn insert(
     .bind(email.as_str())
     .bind(display_name.as_str())
     .bind(password_hash)
+    .bind(now)
+    .fetch_one(db)
+    .await
+    .on_constraint("users_email_key", || Error::EmailTaken)
+}
+
+/// An account made through an OpenID Connect provider: no password.
+pub async fn insert_without_password(
+    db: impl PgExecutor<'_>,
+    email: &Email,
+    display_name: &DisplayName,
+    now: DateTime<Utc>,
+) -> Result<User, Error> {
+    sqlx::query_as::<_, User>(&format!(
+        "INSERT INTO users (id, email, display_name, password_hash, created_at, updated_at)
+         VALUES ($1, $2, $3, NULL, $4, $4)
+         RETURNING {COLUMNS}"
+    ))
+    .bind(UserId::new())
+    .bind(email.as_str())
+    .bind(display_name.as_str())
     .bind(now)
     .fetch_one(db)
     .await

@@ -10,6 +10,7 @@
 
 import { api, endSession, isLeaving, logout, on, profileChanged, refreshToken, upload } from "../api.js";
 import { showUser } from "../account.js";
+import { showIdentities } from "../identities.js";
 import { showBanner } from "../banners.js";
 import { wireDataSections } from "../settings-data.js";
 import { startSessionList } from "../sessions.js";
@@ -111,6 +112,16 @@ async function boot() {
       text: `Couldn't load your account. ${e.message}`,
     });
     return;
+  }
+  try {
+    await showIdentities();
+  } catch (e) {
+    showBanner({
+      key: "identities",
+      kind: "error",
+      testid: "identities-banner",
+      text: `Couldn't load your sign-in methods. ${e.message}`,
+    });
   }
   document.addEventListener("visibilitychange", async () => {
     if (document.visibilityState !== "visible" || isLeaving()) return;
