@@ -7,7 +7,9 @@
 //! with one log line naming why (`OidcError::why`).
 
 use super::{
-    refresh_cookie, sessions::open_session, user_agent, ApiContext, AuthUser, Json, REFRESH_COOKIE,
+    refresh_cookie,
+    sessions::{device_of, open_session},
+    ApiContext, AuthUser, Json, REFRESH_COOKIE,
 };
 use crate::{
     domain::{Password, RefreshSecret},
@@ -284,10 +286,10 @@ async fn finish(
     match resolution {
         Resolution::SignIn(account) => {
             let (session_id, refresh) =
-                open_session(&mut tx, ctx, account.id, user_agent(headers), now).await?;
+                open_session(&mut tx, ctx, account.id, &device_of(headers), now).await?;
             tx.commit().await?;
             ctx.outbox.notify();
-            tracing::info!(user_id = %account.id, %session_id, "user logged in through a provider");
+            tracing::info!(user_id = %account.id, session = %session_id.log_tag(), "user logged in through a provider");
             metrics::counter!("auth_oidc_total", "outcome" => "signed_in").increment(1);
             Ok(signed_in(ctx, &refresh))
         }
@@ -427,9 +429,9 @@ async fn link(
         _ => e.into(),
     })?;
     let (session_id, refresh) =
-        open_session(&mut tx, ctx, pending.user_id, user_agent(headers), now).await?;
+        open_session(&mut tx, ctx, pending.user_id, &device_of(headers), now).await?;
     tx.commit().await?;
-    tracing::info!(user_id = %pending.user_id, %session_id, provider = %pending.provider, "provider linked after the account's password");
+    tracing::info!(user_id = %pending.user_id, session = %session_id.log_tag(), provider = %pending.provider, "provider linked after the account's password");
     let mut response = signed_in(ctx, &refresh);
     response.headers_mut().append(
         header::SET_COOKIE,
@@ -460,7 +462,7 @@ async fn identities(
 ) -> Result<Json<IdentitiesBody>, Error> {
     let (has_password, _) = store::lock_sign_in_ways(&ctx.db, auth.user_id)
         .await?
-        .ok_or(Error::SessionRevoked)?;
+        .ok_or(Error::SessionRevoked(None))?;
     let identities = store::identities_of(&ctx.db, auth.user_id).await?;
     Ok(Json(IdentitiesBody {
         has_password,
@@ -493,7 +495,7 @@ async fn unlink(
     let mut tx = ctx.db.begin().await?;
     let (has_password, count) = store::lock_sign_in_ways(&mut *tx, user_id)
         .await?
-        .ok_or(Error::SessionRevoked)?;
+        .ok_or(Error::SessionRevoked(None))?;
     let owned = store::identities_of(&mut *tx, user_id)
         .await?
         .iter()
