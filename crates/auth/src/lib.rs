@@ -184,6 +184,14 @@ pub async fn build(config: Config) -> Result<App, Error> {
         },
         stop_relay.clone(),
     );
+    // Exports `dependency_up`; stops with the relay.
+    let (probe_pool, probe_redis, probe_stop) = (pool.clone(), redis.clone(), stop_relay.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = confab_core::http::probe::watch(probe_pool, probe_redis) => {}
+            _ = probe_stop.cancelled() => {}
+        }
+    });
     let (listener, addr) =
         confab_core::http::bind("auth", &config.common.host, config.common.port).await?;
     let router = http::router(http::ApiContext {

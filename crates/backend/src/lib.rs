@@ -248,6 +248,10 @@ impl App {
             },
             stop.clone(),
         );
+        tasks.spawn(confab_core::http::probe::watch(
+            state.db.clone(),
+            state.redis.clone(),
+        ));
 
         let serve_stop = stop.clone();
         let served = axum::serve(listener, http::router(state.clone()))

@@ -17,6 +17,7 @@ pub mod fault_proxy;
 pub mod llm;
 pub mod oidc;
 pub mod process;
+pub mod prometheus;
 pub mod scan;
 pub mod socket;
 pub mod timing;

@@ -10,7 +10,7 @@ use std::{io::Write, path::PathBuf, time::Duration};
 /// unless baseline.json sets `margin`.
 pub const DEFAULT_MARGIN: f64 = 0.5;
 
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 

@@ -29,6 +29,7 @@ mod flow09_export_and_delete;
 mod flow10_logout_everywhere;
 mod local_model;
 mod oidc_refusals;
+mod ops_prometheus;
 mod scale_out;
 
 use confab_testkit::Build;

@@ -160,11 +160,15 @@ pub(super) async fn run(state: AppState, socket: WebSocket) {
                         return close_with(&mut sink, close::TOO_BIG, "frame too large").await;
                     }
                     metrics::counter!("ws_frames_in_total").increment(1);
+                    // From a frame's arrival to its answers written: the
+                    // socket latency the operator's p99 alert watches.
+                    let started = confab_core::clock::instant();
                     for frame in handle(&state, &mut ctx, &t).await {
                         if !send(&mut sink, &frame).await {
                             return;
                         }
                     }
+                    metrics::histogram!("ws_frame_seconds").record(started.elapsed().as_secs_f64());
                 }
                 Some(Ok(Message::Binary(b))) => {
                     if b.len() > max {

@@ -4,6 +4,7 @@
 //! share: the JSON body extractor, the Bearer token and the error body.
 
 pub mod api;
+pub mod probe;
 
 use axum::{
     extract::{MatchedPath, Request},
