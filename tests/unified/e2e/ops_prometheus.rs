@@ -107,15 +107,12 @@ async fn prometheus_scrapes_the_stack_and_alerts_on_provider_failures() {
         ("dependency_up{dependency=\"redis\"}", "confab-auth"),
         ("dependency_up{dependency=\"database\"}", "confab-backend"),
     ] {
-        let series = eventually(10, promql, || async {
+        // Each job's series appear at its next scrape after it set them.
+        eventually(10, &format!("{promql} from {job}"), || async {
             let r = prom.query(promql).await;
-            (!r.is_empty()).then_some(r)
+            r.iter().any(|s| s["metric"]["job"] == job).then_some(())
         })
         .await;
-        assert!(
-            series.iter().any(|s| s["metric"]["job"] == job),
-            "{promql} not from {job}: {series:?}"
-        );
     }
     let dep = prom.query("min(dependency_up)").await;
     assert_eq!(
