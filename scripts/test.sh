@@ -3,7 +3,7 @@
 # in headless Chromium — on a fresh Debian machine with the Rust toolchain.
 #
 # It installs missing packages (postgresql, redis-server, chromium,
-# chromium-driver, prometheus, python3), puts the default local model in ./.confab/models once
+# chromium-driver, prometheus, python3, and localstripe in .confab/payments-venv), puts the default local model in ./.confab/models once
 # (the local-model tests run real inference on it; CONFAB_TEST_LOCAL_MODEL
 # names another file), uses the PostgreSQL on 127.0.0.1:5432 and the Redis on
 # 127.0.0.1:6379 when they answer, and otherwise starts private ones in
@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-CONFAB_DATA_DIR="$root/.confab" ./scripts/deps.sh --browser --model --monitoring
+CONFAB_DATA_DIR="$root/.confab" ./scripts/deps.sh --browser --model --monitoring --payments
 export CONFAB_TEST_LOCAL_MODEL="${CONFAB_TEST_LOCAL_MODEL:-$root/.confab/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 
 # Under /tmp, not the checkout: as root, PostgreSQL runs as the postgres user,

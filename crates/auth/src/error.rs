@@ -32,6 +32,10 @@ pub enum Error {
     #[error("An account with this email address already exists.")]
     EmailTaken,
 
+    /// Too many log-in, sign-up or refresh attempts (see `throttle`).
+    #[error("Too many attempts. Wait a moment and try again.")]
+    Throttled(std::time::Duration),
+
     /// Deliberately identical for an unknown email and a wrong password.
     #[error("Email or password is incorrect.")]
     InvalidCredentials,
@@ -106,6 +110,7 @@ impl Error {
             Error::MalformedRequest(_) => StatusCode::BAD_REQUEST,
             Error::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::EmailTaken => StatusCode::CONFLICT,
+            Error::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::InvalidCredentials
             | Error::InvalidRefreshToken(_)
             | Error::RefreshTokenReused
@@ -131,6 +136,7 @@ impl Error {
             Error::MalformedRequest(_) => "malformed_request",
             Error::Validation { .. } => "validation_failed",
             Error::EmailTaken => "email_taken",
+            Error::Throttled(_) => "too_many_attempts",
             Error::InvalidCredentials => "invalid_credentials",
             Error::InvalidRefreshToken(_) => "invalid_refresh_token",
             Error::RefreshTokenReused => "refresh_token_reused",
@@ -218,6 +224,20 @@ impl IntoResponse for Error {
                 }})),
             )
                 .into_response(),
+            Error::Throttled(wait) => {
+                let secs = wait.as_millis().div_ceil(1000).max(1) as u64;
+                let mut r = (
+                    status,
+                    axum::Json(serde_json::json!({"error": {
+                        "code": self.code(),
+                        "message": message,
+                        "retry_after": secs,
+                    }})),
+                )
+                    .into_response();
+                r.headers_mut().insert(header::RETRY_AFTER, secs.into());
+                r
+            }
             _ => error_response(status, self.code(), &message, self.field()),
         };
         if status == StatusCode::UNAUTHORIZED

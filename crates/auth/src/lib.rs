@@ -14,6 +14,7 @@ pub mod http;
 pub mod keys;
 pub mod oidc;
 pub mod store;
+pub mod throttle;
 
 pub use error::Error;
 
@@ -74,6 +75,8 @@ pub struct Config {
     pub avatar_max_bytes: usize,
     /// `CONFAB_PUBLIC_URL` and the `CONFAB_OIDC_*` providers.
     pub oidc: oidc::OidcConfig,
+    /// `CONFAB_AUTH_THROTTLE_*`: log-in, sign-up and refresh attempts.
+    pub throttle: throttle::ThrottleConfig,
 }
 
 impl Config {
@@ -117,6 +120,7 @@ impl Config {
         }
         let oidc = oidc::OidcConfig::from_env(env)?;
         Ok(Config {
+            throttle: throttle::ThrottleConfig::from_env(env)?,
             oidc,
             common,
             database_url,
@@ -194,7 +198,14 @@ pub async fn build(config: Config) -> Result<App, Error> {
     });
     let (listener, addr) =
         confab_core::http::bind("auth", &config.common.host, config.common.port).await?;
+    let throttle = throttle::AuthThrottle::new(
+        redis.clone(),
+        keys.clone(),
+        config.throttle,
+        config.clock.clone(),
+    );
     let router = http::router(http::ApiContext {
+        throttle,
         config: Arc::new(config),
         db: pool.clone(),
         redis,
@@ -230,9 +241,13 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         self.stop_relay.cancel();
         self.relay.join(RELAY_STOP_TIMEOUT).await;
         self.pool.close().await;

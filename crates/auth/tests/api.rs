@@ -56,6 +56,9 @@ fn test_config(extra: &[(&str, &str)]) -> Config {
     // Cheap hashing keeps the suite fast; the cost is not what is tested.
     env.set("CONFAB_ARGON2_M_KIB", "256");
     env.set("CONFAB_ARGON2_T", "1");
+    // High enough that no test but the throttle's own is throttled.
+    env.set("CONFAB_AUTH_THROTTLE_IP_PER_MINUTE", "100000");
+    env.set("CONFAB_AUTH_THROTTLE_ACCOUNT_PER_MINUTE", "100000");
     for (k, v) in extra {
         env.set(k, *v);
     }
@@ -648,4 +651,82 @@ async fn concurrent_starts_create_one_signing_key() {
     .execute(&admin)
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn log_in_sign_up_and_refresh_are_throttled_per_account_and_per_ip() {
+    // Time is moved, not waited for: the throttle reads this clock.
+    let time = ManualClock::starting_now();
+    let mut config = test_config(&[
+        ("CONFAB_AUTH_THROTTLE_ACCOUNT_PER_MINUTE", "3"),
+        ("CONFAB_AUTH_THROTTLE_IP_PER_MINUTE", "6"),
+    ]);
+    config.clock = time.clock();
+    let app = spawn_with(config).await;
+    let up = app.sign_up("ivy@example.com", "correct horse").await;
+    assert_eq!(up.status, StatusCode::CREATED);
+
+    // Per account: three tries a minute, then 429 before any password check.
+    for _ in 0..3 {
+        assert_eq!(
+            app.log_in("ivy@example.com", "wrong horse").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let refused = app.log_in("IVY@example.com", "correct horse").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{:?}",
+        refused.body
+    );
+    assert_eq!(refused.code(), "too_many_attempts");
+    assert_eq!(refused.headers[header::RETRY_AFTER], "20");
+    assert_eq!(refused.body["error"]["retry_after"], 20);
+
+    // Per IP: other accounts from this address, up to six a minute (the
+    // refused attempt counted nowhere).
+    for i in 0..3 {
+        let r = app.log_in(&format!("x{i}@example.com"), "whatever1").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let by_ip = app.log_in("x9@example.com", "whatever1").await;
+    assert_eq!(by_ip.status, StatusCode::TOO_MANY_REQUESTS);
+
+    // Twenty seconds later one more try of Ivy's is allowed again.
+    time.advance(Duration::from_secs(20));
+    let back = app.log_in("ivy@example.com", "correct horse").await;
+    assert_eq!(back.status, StatusCode::OK, "{:?}", back.body);
+    assert_eq!(
+        app.log_in("ivy@example.com", "correct horse").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    // Refresh: per presented token and per IP.
+    for _ in 0..3 {
+        assert_eq!(
+            app.refresh_with_body("not-a-token").await.code(),
+            "invalid_refresh_token"
+        );
+    }
+    assert_eq!(
+        app.refresh_with_body("not-a-token").await.code(),
+        "too_many_attempts"
+    );
+    assert_eq!(
+        app.refresh_with_body(back.refresh()).await.status,
+        StatusCode::OK
+    );
+
+    // Sign-up: per address too.
+    for i in 0..5 {
+        app.sign_up(&format!("new{i}@example.com"), "correct horse")
+            .await;
+    }
+    assert_eq!(
+        app.sign_up("new9@example.com", "correct horse")
+            .await
+            .code(),
+        "too_many_attempts"
+    );
 }

@@ -50,12 +50,78 @@ pub enum Error {
     OriginNotAllowed,
     #[error("This endpoint does not support that method.")]
     MethodNotAllowed,
+    /// The user's plan refuses the message (quota, rate or concurrent
+    /// replies): 429 with `Retry-After`, an upgrade link when one exists.
+    #[error("{}", .0.message())]
+    QuotaExceeded(Box<QuotaExceeded>),
+    /// A payment provider's webhook that cannot be trusted (signature,
+    /// timestamp) or read: 400, nothing changed.
+    #[error("{0}")]
+    Webhook(&'static str),
+    /// The payment provider failed or is not configured.
+    #[error("{0}")]
+    Billing(String),
     /// Database, Redis, I/O: logged, answered with a bare 500.
     #[error(transparent)]
     Infra(InfraError),
     /// The local model file cannot be used (only at start).
     #[error(transparent)]
     Model(#[from] crate::agent::local::ModelError),
+}
+
+/// Why a message was refused by the plan, with what the client needs to
+/// say so and offer the way out.
+#[derive(Debug, Clone)]
+pub struct QuotaExceeded {
+    pub refusal: crate::plans::limiter::Refusal,
+    pub plan_label: String,
+    /// The plan's limit that refused (messages per window, per minute, or
+    /// replies at once).
+    pub limit: Option<u32>,
+    /// Where a page starts the upgrade; `None` on the top plan.
+    pub upgrade_url: Option<String>,
+}
+
+impl QuotaExceeded {
+    /// Whole seconds to wait (at least 1), as in `Retry-After`.
+    pub fn retry_after_secs(&self) -> u64 {
+        self.refusal.retry_after.as_millis().div_ceil(1000).max(1) as u64
+    }
+
+    pub fn message(&self) -> String {
+        use crate::plans::limiter::LimitKind;
+        let wait = human_wait(self.retry_after_secs());
+        let upgrade = if self.upgrade_url.is_some() {
+            " Upgrade for more, or"
+        } else {
+            ""
+        };
+        match self.refusal.kind {
+            LimitKind::Quota => format!(
+                "You have used all {} messages of the {} plan for today.{upgrade} try again in {wait}.",
+                self.limit.unwrap_or(0),
+                self.plan_label
+            ),
+            LimitKind::Rate => format!(
+                "That is faster than the {} plan allows ({} messages a minute).{upgrade} try again in {wait}.",
+                self.plan_label,
+                self.limit.unwrap_or(0)
+            ),
+            LimitKind::Concurrency => format!(
+                "{} replies are already being written, the most the {} plan allows at once. Send it when one has finished.",
+                self.limit.unwrap_or(0),
+                self.plan_label
+            ),
+        }
+    }
+}
+
+fn human_wait(secs: u64) -> String {
+    match secs {
+        0..=90 => format!("{secs} s"),
+        91..=5400 => format!("{} min", secs.div_ceil(60)),
+        _ => format!("{} h", secs.div_ceil(3600)),
+    }
 }
 
 impl From<crate::agent::BuildError> for Error {
@@ -103,6 +169,9 @@ impl Error {
             Error::NotStoppable => "not_stoppable",
             Error::OriginNotAllowed => "origin_not_allowed",
             Error::MethodNotAllowed => "method_not_allowed",
+            Error::QuotaExceeded(_) => "quota_exceeded",
+            Error::Webhook(_) => "invalid_webhook",
+            Error::Billing(_) => "billing_unavailable",
             Error::Infra(_) | Error::Model(_) => "internal",
         }
     }
@@ -122,6 +191,9 @@ impl Error {
             Error::Malformed(_) => StatusCode::BAD_REQUEST,
             Error::OriginNotAllowed => StatusCode::FORBIDDEN,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::Webhook(_) => StatusCode::BAD_REQUEST,
+            Error::Billing(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Infra(_) | Error::Model(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -162,6 +234,9 @@ impl IntoResponse for Error {
             tracing::error!(error = %self, "internal error");
         }
         let status = self.status();
+        if let Error::QuotaExceeded(q) = &self {
+            return quota_response(q);
+        }
         let mut resp = error_response(status, self.code(), &self.public_message(), self.field());
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
@@ -171,6 +246,29 @@ impl IntoResponse for Error {
         }
         resp
     }
+}
+
+/// 429 with `Retry-After` and the `RateLimit-*` headers, and the same
+/// `retry_after`, `upgrade_url` and `limit` as the socket's error frame.
+fn quota_response(q: &QuotaExceeded) -> Response {
+    let retry = q.retry_after_secs();
+    let body = serde_json::json!({ "error": {
+        "code": "quota_exceeded",
+        "message": q.message(),
+        "limit": q.refusal.kind,
+        "retry_after": retry,
+        "upgrade_url": q.upgrade_url,
+        "usage": q.refusal.usage,
+    }});
+    let mut resp = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+    let h = resp.headers_mut();
+    h.insert(axum::http::header::RETRY_AFTER, retry.into());
+    if let Some(limit) = q.limit {
+        h.insert("ratelimit-limit", limit.into());
+    }
+    h.insert("ratelimit-remaining", 0u32.into());
+    h.insert("ratelimit-reset", retry.into());
+    resp
 }
 
 #[cfg(test)]

@@ -430,8 +430,8 @@ async fn apply_rows(
         }
         // Its whole effect is outside the database.
         EventKind::SessionRevoked { .. } => {}
-        // The backend's own fact, announced for other services.
-        EventKind::ThreadDeleted { .. } => {}
+        // The backend's own facts: their rows changed with them.
+        EventKind::ThreadDeleted { .. } | EventKind::PlanChanged { .. } => {}
     }
     Ok(())
 }
@@ -480,6 +480,14 @@ async fn side_effects(state: &AppState, event: &Event) -> Result<(), crate::Erro
             }
         }
         EventKind::ThreadDeleted { .. } => {}
+        EventKind::PlanChanged { user_id, .. } => {
+            // The plan as it is now (a later change may already be stored):
+            // pages always end on the newest.
+            if let Some(id) = store::profiles::plan_of(&state.db, *user_id).await? {
+                let view = state.plans.view(state.plans.get(&id));
+                state.chat.plan_changed(*user_id, view).await;
+            }
+        }
     }
     Ok(())
 }

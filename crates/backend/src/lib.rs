@@ -8,6 +8,7 @@
 //! process) goes through exactly that.
 
 pub mod agent;
+pub mod billing;
 pub mod chat;
 pub mod deletion;
 pub mod domain;
@@ -17,6 +18,7 @@ pub mod export;
 pub mod http;
 pub mod identity;
 pub mod markdown;
+pub mod plans;
 pub mod profile_cache;
 pub mod store;
 pub mod view;
@@ -68,6 +70,10 @@ pub struct Config {
     /// renewal (`CONFAB_REPLY_LEASE_SECS`): a reply whose instance died is
     /// failed, retryable, between one and one and a half leases later.
     pub reply_lease: Duration,
+    /// The plans and their limits (`CONFAB_PLANS`, `CONFAB_PLAN_*`).
+    pub plans: Arc<plans::Plans>,
+    /// The payment provider (`CONFAB_BILLING_*`).
+    pub billing: billing::BillingConfig,
 }
 
 impl Config {
@@ -122,6 +128,8 @@ impl Config {
                 }
                 Duration::from_secs(secs)
             },
+            plans: Arc::new(plans::Plans::from_env(env)?),
+            billing: billing::BillingConfig::from_env(env)?,
         })
     }
 }
@@ -140,6 +148,10 @@ pub struct AppState {
     pub known_users: identity::KnownUsers,
     /// Wakes the outbox relay after a commit that wrote an event.
     pub outbox: confab_core::outbox::OutboxSignal,
+    /// The plans (the same as `config.plans`).
+    pub plans: Arc<plans::Plans>,
+    /// The payment provider's API.
+    pub billing: billing::Provider,
 }
 
 const DB_POOL_SIZE: u32 = 20;
@@ -186,13 +198,25 @@ pub async fn build(config: Config) -> Result<App, Error> {
         keys.clone(),
         provider,
         shutdown.clone(),
-        config.llm.context_chars,
-        config.reply_lease,
+        chat::ChatSettings {
+            context_chars: config.llm.context_chars,
+            lease: config.reply_lease,
+            limiter: plans::limiter::Limiter::new(
+                redis.clone(),
+                keys.clone(),
+                config.plans.clone(),
+            ),
+            clock: config.clock.clone(),
+        },
     );
     let hub = ws::hub::Hub::new(keys.clone(), chat.clone());
     let (listener, _) =
         confab_core::http::bind("backend", &config.common.host, config.common.port).await?;
+    let plans = config.plans.clone();
+    let billing = billing::Provider::new(config.billing.clone())?;
     let state = AppState {
+        plans,
+        billing,
         config: Arc::new(config),
         db,
         redis,

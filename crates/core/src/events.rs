@@ -64,6 +64,19 @@ pub enum EventKind {
         user_id: UserId,
         thread_hash: String,
     },
+    /// Published by the backend when a user's plan changes (a payment
+    /// provider's webhook, a cancellation, an administrator). Every
+    /// instance reads the plan from the database on each message, so the new
+    /// limits apply at once; the event tells open pages.
+    #[serde(rename = "plan.changed")]
+    PlanChanged {
+        user_id: UserId,
+        plan: String,
+        previous: String,
+        /// Why: `checkout`, `subscription_updated`, `subscription_canceled`,
+        /// `admin`, …
+        reason: String,
+    },
 }
 
 impl EventKind {
@@ -74,6 +87,7 @@ impl EventKind {
             EventKind::UserDeleted { .. } => "user.deleted",
             EventKind::SessionRevoked { .. } => "session.revoked",
             EventKind::ThreadDeleted { .. } => "thread.deleted",
+            EventKind::PlanChanged { .. } => "plan.changed",
         }
     }
 
@@ -94,7 +108,8 @@ impl EventKind {
             | EventKind::UserUpdated { user_id, .. }
             | EventKind::UserDeleted { user_id }
             | EventKind::SessionRevoked { user_id, .. }
-            | EventKind::ThreadDeleted { user_id, .. } => *user_id,
+            | EventKind::ThreadDeleted { user_id, .. }
+            | EventKind::PlanChanged { user_id, .. } => *user_id,
         }
     }
 
@@ -105,6 +120,7 @@ impl EventKind {
         "user.deleted",
         "session.revoked",
         "thread.deleted",
+        "plan.changed",
     ];
 }
 

@@ -63,6 +63,20 @@ impl Keys {
         format!("{}live:{thread}", self.prefix)
     }
 
+    /// A user's plan counters (`rate`: the GCRA arrival time; `quota`: the
+    /// sliding window of admitted messages; `running`: the generations in
+    /// flight). The user id is a hash tag, so a cluster keeps one user's
+    /// keys in one slot (the admission script touches all three).
+    pub fn plan_limit(&self, user: UserId, what: &str) -> String {
+        format!("{}limit:{{{user}}}:{what}", self.prefix)
+    }
+
+    /// An auth throttle's GCRA key: `kind` (`login:ip`, `login:account`, …)
+    /// and the subject (a network or a hash, never a raw email).
+    pub fn throttle(&self, kind: &str, subject: &str) -> String {
+        format!("{}throttle:{kind}:{subject}", self.prefix)
+    }
+
     /// A `SCAN … MATCH` pattern for every key under the prefix whose name
     /// contains `id`: per-user keys of any kind (caches, counters), so
     /// account deletion finds them all, including ones added later.

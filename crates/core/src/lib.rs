@@ -14,6 +14,7 @@ pub mod http;
 pub mod ids;
 pub mod keys;
 pub mod outbox;
+pub mod ratelimit;
 pub mod redis_conn;
 pub mod revocation;
 pub mod sync;

@@ -16,6 +16,7 @@ pub mod db;
 pub mod fault_proxy;
 pub mod llm;
 pub mod oidc;
+pub mod payments;
 pub mod process;
 pub mod prometheus;
 pub mod scan;
@@ -27,6 +28,7 @@ pub use browser::Browser;
 pub use fault_proxy::{FaultProxy, Network};
 pub use llm::{LlmStandIn, Reply};
 pub use oidc::OidcProvider;
+pub use payments::Payments;
 pub use socket::Socket;
 pub use user::TestUser;
 
@@ -65,6 +67,10 @@ pub struct Options {
     /// providers at it: the Google preset (`google`, its issuer pointed at
     /// the test provider) and a generic one (`acme`, "Acme SSO").
     pub oidc: bool,
+    /// Start the payment provider (localstripe and the checkout stand-in,
+    /// [`Payments`]) and configure the backend with it: Pro costs
+    /// [`payments::PRO_PRICE`], webhooks go to the first backend.
+    pub payments: bool,
 }
 
 impl Default for Options {
@@ -74,6 +80,7 @@ impl Default for Options {
             env: Vec::new(),
             backends: 1,
             oidc: false,
+            payments: false,
         }
     }
 }
@@ -94,6 +101,7 @@ pub struct Harness {
     pub redis_prefix: String,
     pub llm: Option<LlmStandIn>,
     pub oidc: Option<OidcProvider>,
+    pub payments: Option<Payments>,
     pub artifacts: PathBuf,
     pub http: reqwest::Client,
     procs: Vec<Proc>,
@@ -145,12 +153,28 @@ impl Harness {
                 "info,confab_backend=debug,confab_auth=debug,sqlx=warn".into(),
             ),
             ("CONFAB_OFFLINE_TOKEN_DELAY_MS".into(), "2".into()),
+            // Auth's brute-force throttle and the plans' limits stay out of
+            // the way of tests that are not about them (those set their own).
+            (
+                "CONFAB_AUTH_THROTTLE_IP_PER_MINUTE".into(),
+                "1000000".into(),
+            ),
+            (
+                "CONFAB_AUTH_THROTTLE_ACCOUNT_PER_MINUTE".into(),
+                "1000000".into(),
+            ),
+            (
+                "CONFAB_PLAN_FREE_RATE_PER_MINUTE".into(),
+                "unlimited".into(),
+            ),
+            ("CONFAB_PLAN_FREE_DAILY_MESSAGES".into(), "unlimited".into()),
+            ("CONFAB_PLAN_FREE_CONCURRENT".into(), "unlimited".into()),
         ];
         common.extend(options.env.iter().cloned());
 
         // The provider must know the redirect URIs, which contain the web
         // origin: with a provider, web's port is chosen up front.
-        let web_port = if options.oidc {
+        let web_port = if options.oidc || options.payments {
             confab_infra::free_port().expect("free port")
         } else {
             0
@@ -181,6 +205,12 @@ impl Harness {
             None
         };
 
+        let payments = if options.payments {
+            Some(Payments::start(&artifacts).await)
+        } else {
+            None
+        };
+
         let mut procs = Vec::new();
         let bin = build.confab_bin;
         let mut auth_env = common.clone();
@@ -205,6 +235,20 @@ impl Harness {
             backend_env.push(("CONFAB_LLM_API_KEY".into(), llm::API_KEY.into()));
             backend_env.push(("CONFAB_LLM_MODEL".into(), "stand-in-model".into()));
             backend_env.push(("CONFAB_LLM_TIMEOUT_SECS".into(), "5".into()));
+        }
+        if let Some(p) = &payments {
+            for (k, v) in [
+                ("CONFAB_BILLING_API_URL", p.api_url.clone()),
+                (
+                    "CONFAB_BILLING_SECRET_KEY",
+                    payments::SECRET_KEY.to_string(),
+                ),
+                ("CONFAB_BILLING_WEBHOOK_SECRET", p.webhook_secret.clone()),
+                ("CONFAB_PLAN_PRO_PRICE", payments::PRO_PRICE.to_string()),
+                ("CONFAB_PUBLIC_URL", format!("http://127.0.0.1:{web_port}")),
+            ] {
+                backend_env.push((k.into(), v));
+            }
         }
         // A data folder of its own: a model in the checkout's is never
         // picked up by accident (Offline means no model file).
@@ -234,6 +278,7 @@ impl Harness {
             redis_prefix,
             llm,
             oidc,
+            payments,
             artifacts,
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(20))
@@ -263,6 +308,10 @@ impl Harness {
         harness.web_url = web;
         for p in &harness.procs {
             p.wait_ready(&harness.http).await;
+        }
+        if let Some(p) = &harness.payments {
+            p.set_webhook(&format!("{}/v1/billing/webhook", harness.backend_url))
+                .await;
         }
         harness
     }

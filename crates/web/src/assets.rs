@@ -66,6 +66,8 @@ const ASSETS: &[Asset] = &[
     js!("js/data.js"),
     js!("js/settings-data.js"),
     js!("js/identities.js"),
+    js!("js/plan.js"),
+    js!("js/plan-settings.js"),
     // The chat.
     js!("js/socket.js"),
     js!("js/outbox.js"),

@@ -25,6 +25,7 @@ mod flow04_concurrent_users;
 mod flow05_token_refresh_during_chat;
 mod flow06_agent_error_and_retry;
 mod flow07_profile_update_across_services;
+mod flow08_rate_limit_and_upgrade;
 mod flow09_export_and_delete;
 mod flow10_logout_everywhere;
 mod local_model;

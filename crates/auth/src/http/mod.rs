@@ -58,6 +58,7 @@ pub struct ApiContext {
     pub passwords: Arc<PasswordHasher>,
     pub outbox: OutboxSignal,
     pub oidc: Arc<crate::oidc::Oidc>,
+    pub throttle: crate::throttle::AuthThrottle,
 }
 
 pub fn router(ctx: ApiContext) -> Router {

@@ -52,18 +52,27 @@ struct RefreshRequest {
 /// the header (a client talking to auth directly) it is unknown. It is only
 /// shown to the account's owner, so a client lying about it fools itself.
 pub(super) fn device_of(headers: &HeaderMap) -> NewSession<'_> {
-    let ip = headers
+    let ip = forwarded_ip(headers).map(coarse_ip);
+    NewSession {
+        user_agent: super::user_agent(headers),
+        ip,
+    }
+}
+
+/// The rightmost `X-Forwarded-For` entry: the client as web's proxy saw it.
+pub(super) fn forwarded_ip(headers: &HeaderMap) -> Option<IpAddr> {
+    headers
         .get_all("x-forwarded-for")
         .iter()
         .next_back()
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit(',').next())
         .and_then(|v| v.trim().parse::<IpAddr>().ok())
-        .map(coarse_ip);
-    NewSession {
-        user_agent: super::user_agent(headers),
-        ip,
-    }
+}
+
+/// The client address a throttle counts: the forwarded one, else the peer.
+pub(super) fn client_ip(headers: &HeaderMap, peer: &crate::throttle::Peer) -> Option<IpAddr> {
+    forwarded_ip(headers).or(peer.0)
 }
 
 /// Creates a session and its first refresh token inside `tx`.
@@ -109,6 +118,7 @@ fn parse_refresh_body(body: &Bytes) -> Result<RefreshRequest, Error> {
 #[tracing::instrument(name = "refresh", skip_all)]
 async fn refresh(
     State(ctx): State<ApiContext>,
+    peer: crate::throttle::Peer,
     jar: CookieJar,
     headers: HeaderMap,
     body: Bytes,
@@ -127,6 +137,11 @@ async fn refresh(
             cookie
         }
     };
+    // Per IP and per token (the session it belongs to is not known yet).
+    let token_tag = crate::throttle::subject_hash(&raw);
+    ctx.throttle
+        .check("refresh", client_ip(&headers, &peer), Some(&token_tag))
+        .await?;
     let presented = RefreshSecret::from_client(&raw)
         .ok_or(Error::InvalidRefreshToken(UNKNOWN_REFRESH_TOKEN))?;
 

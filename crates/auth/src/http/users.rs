@@ -1,9 +1,10 @@
 //! Accounts: sign up, log in, who am I.
 
 use super::{
-    sessions::{device_of, open_session},
+    sessions::{client_ip, device_of, open_session},
     token_response, ApiContext, Json, UserBody,
 };
+use crate::throttle::{subject_hash, Peer};
 use crate::{
     domain::{DisplayName, Email, Password},
     error::Error,
@@ -53,10 +54,18 @@ impl From<&User> for UserBody {
 #[tracing::instrument(name = "signup", skip_all)]
 async fn signup(
     State(ctx): State<ApiContext>,
+    peer: Peer,
     headers: HeaderMap,
     Json(req): Json<SignupRequest>,
 ) -> Result<Response, Error> {
     let email = Email::parse(&req.email)?;
+    ctx.throttle
+        .check(
+            "signup",
+            client_ip(&headers, &peer),
+            Some(&subject_hash(email.as_str())),
+        )
+        .await?;
     let password = Password::parse(&req.password)?;
     let display_name = match req.display_name.as_deref() {
         Some(name) => DisplayName::parse(name)?,
@@ -100,10 +109,19 @@ async fn signup(
 #[tracing::instrument(name = "login", skip_all)]
 async fn login(
     State(ctx): State<ApiContext>,
+    peer: Peer,
     headers: HeaderMap,
     Json(req): Json<LoginRequest>,
 ) -> Result<Response, Error> {
     let email = Email::parse(&req.email)?;
+    // Before the (deliberately slow) password check.
+    ctx.throttle
+        .check(
+            "login",
+            client_ip(&headers, &peer),
+            Some(&subject_hash(email.as_str())),
+        )
+        .await?;
     let password = Password::for_login(&req.password)?;
     let user = store::users::find_by_email(&ctx.db, &email).await?;
     // An unknown email is checked against a dummy hash, so both failures

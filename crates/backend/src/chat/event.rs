@@ -52,6 +52,9 @@ pub enum ChatEvent {
     /// The user's profile changed (in auth; the backend applied the event):
     /// open pages show the new name and picture in place.
     ProfileUpdated { profile: Profile },
+    /// The user's plan changed (the backend applied `plan.changed`): open
+    /// pages show the new limits and lift a refusal in place.
+    PlanChanged { plan: crate::plans::PlanView },
 }
 
 /// One piece of a reply being written (the socket's `delta` frame has

@@ -17,6 +17,11 @@ impl Chat {
         self.publish(profile.user_id, &event).await;
     }
 
+    /// Tell every socket of the user on every instance its plan now.
+    pub async fn plan_changed(&self, user: UserId, plan: crate::plans::PlanView) {
+        self.publish(user, &ChatEvent::PlanChanged { plan }).await;
+    }
+
     /// Best effort: Redis is not on a message's critical path. A client that
     /// missed an event catches up with `resume`.
     pub(super) async fn publish(&self, user: UserId, event: &ChatEvent) {

@@ -9,6 +9,7 @@
 //! every client.
 
 use super::{Chat, ChatEvent, Piece};
+use crate::plans::limiter::Slot;
 use crate::{
     agent::ProviderError,
     domain::{Role, Status},
@@ -49,11 +50,22 @@ struct Reply {
 
 impl Chat {
     /// Start writing a reply to `question` in a task owned by the thread.
-    pub(super) fn start_reply(&self, user: UserId, thread: ThreadId, question: MessageId) {
+    /// `slot` is the plan's generation slot it holds, given back when the
+    /// reply ends, however it ends.
+    pub(super) fn start_reply(
+        &self,
+        user: UserId,
+        thread: ThreadId,
+        question: MessageId,
+        slot: Option<Slot>,
+    ) {
         let this = self.clone();
         self.inner.tasks.spawn(async move {
             if let Err(e) = this.generate(user, thread, question).await {
                 tracing::error!(error = %e, %thread, "reply generation failed");
+            }
+            if let Some(slot) = slot {
+                this.inner.limiter.release(slot).await;
             }
         });
     }

@@ -24,6 +24,7 @@
 //!   every instance forwards to the sockets of that user it holds.
 //! - [`event`](event.rs): the events themselves.
 
+mod admit;
 mod context;
 mod event;
 mod fanout;
@@ -38,8 +39,9 @@ pub use event::{ChatEvent, Piece};
 pub use resume::Resumed;
 pub use send::Sent;
 
-use crate::agent::Provider;
+use crate::{agent::Provider, plans::limiter::Limiter};
 use confab_core::{
+    clock::Clock,
     ids::{MessageId, ThreadId},
     keys::Keys,
 };
@@ -50,6 +52,18 @@ use std::{
     time::Duration,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// How the chat domain is tuned, and what it admits messages with.
+pub struct ChatSettings {
+    /// Budget of earlier messages sent as context (`CONFAB_LLM_CONTEXT_CHARS`).
+    pub context_chars: usize,
+    /// How long a reply's row stays claimed without renewal.
+    pub lease: Duration,
+    /// Admits each message against the user's plan.
+    pub limiter: Limiter,
+    /// The wall clock admissions are decided on.
+    pub clock: Clock,
+}
 
 /// The chat domain's handle, cheap to clone.
 #[derive(Clone)]
@@ -73,6 +87,9 @@ struct Inner {
     context_chars: usize,
     /// How long a reply's row stays claimed without a renewal (see `lease`).
     lease: Duration,
+    /// Admits each message against the user's plan.
+    limiter: Limiter,
+    clock: Clock,
 }
 
 impl Chat {
@@ -82,9 +99,14 @@ impl Chat {
         keys: Keys,
         provider: Arc<dyn Provider>,
         shutdown: CancellationToken,
-        context_chars: usize,
-        lease: Duration,
+        settings: ChatSettings,
     ) -> Self {
+        let ChatSettings {
+            context_chars,
+            lease,
+            limiter,
+            clock,
+        } = settings;
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -97,8 +119,14 @@ impl Chat {
                 running: Mutex::new(HashMap::new()),
                 context_chars,
                 lease,
+                limiter,
+                clock,
             }),
         }
+    }
+
+    pub fn limiter(&self) -> &Limiter {
+        &self.inner.limiter
     }
 
     pub fn provider(&self) -> &Arc<dyn Provider> {

@@ -36,7 +36,8 @@ impl Chat {
         if store::messages::has_streaming_reply(&self.inner.db, question).await? {
             return Err(Error::ReplyInProgress);
         }
-        self.start_reply(user, m.thread_id, question);
+        let (slot, _) = self.admit(user).await?;
+        self.start_reply(user, m.thread_id, question, slot);
         Ok(())
     }
 

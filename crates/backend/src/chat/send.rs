@@ -4,6 +4,7 @@
 //! the user's other clients, and answered.
 
 use super::{Chat, ChatEvent};
+use crate::plans::limiter::Usage;
 use crate::{
     domain::{ClientMsgId, MessageText, Role, Status, ThreadTitle},
     error::Error,
@@ -19,6 +20,9 @@ pub struct Sent {
     pub seq: i64,
     /// A resend of a message already stored: nothing new happened.
     pub duplicate: bool,
+    /// Where the user stands on their plan after this message (`None` for
+    /// a duplicate, which was not counted again).
+    pub usage: Option<Usage>,
 }
 
 impl Sent {
@@ -28,13 +32,21 @@ impl Sent {
             message_id: m.id,
             seq: m.seq,
             duplicate: true,
+            usage: None,
         }
     }
 }
 
+enum Stored {
+    New(store::messages::Message),
+    Duplicate(Sent),
+}
+
 impl Chat {
     /// Store a user message and start its reply. A resend (same client id)
-    /// finds the first copy and changes nothing.
+    /// finds the first copy and changes nothing. The message is admitted
+    /// against the user's plan first: a refused one
+    /// ([`Error::QuotaExceeded`]) leaves no row.
     pub async fn send(
         &self,
         user: UserId,
@@ -46,6 +58,46 @@ impl Chat {
         if let Some(m) = store::messages::by_client_id(db, user, client_msg_id).await? {
             return Ok(Sent::duplicate_of(&m));
         }
+        let (slot, usage) = self.admit(user).await?;
+        match self
+            .store_question(user, client_msg_id, thread_id, text)
+            .await
+        {
+            Ok(Stored::New(stored)) => {
+                let sent = Sent {
+                    thread_id: stored.thread_id,
+                    message_id: stored.id,
+                    seq: stored.seq,
+                    duplicate: false,
+                    usage: Some(usage),
+                };
+                // Published, so it reaches the sender's socket only after the ack
+                // (which the gateway writes before it reads the hub again) and the
+                // user's other sockets right away; the reply's pieces follow it.
+                self.publish(user, &ChatEvent::Stored { message: stored })
+                    .await;
+                self.start_reply(user, sent.thread_id, sent.message_id, slot);
+                Ok(sent)
+            }
+            Ok(Stored::Duplicate(sent)) => {
+                self.give_back(slot).await;
+                Ok(sent)
+            }
+            Err(e) => {
+                self.give_back(slot).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn store_question(
+        &self,
+        user: UserId,
+        client_msg_id: &ClientMsgId,
+        thread_id: Option<ThreadId>,
+        text: &MessageText,
+    ) -> Result<Stored, Error> {
+        let db = &self.inner.db;
         let mut tx = db.begin().await?;
         let thread = match thread_id {
             Some(id) => store::threads::get(&mut *tx, user, id)
@@ -93,24 +145,12 @@ impl Chat {
                 let m = store::messages::by_client_id(db, user, client_msg_id)
                     .await?
                     .ok_or(Error::NotFound("message vanished"))?;
-                return Ok(Sent::duplicate_of(&m));
+                return Ok(Stored::Duplicate(Sent::duplicate_of(&m)));
             }
             Err(e) => return Err(e.into()),
         };
         tx.commit().await?;
         metrics::counter!("chat_messages_total", "role" => "user").increment(1);
-        let sent = Sent {
-            thread_id: stored.thread_id,
-            message_id: stored.id,
-            seq: stored.seq,
-            duplicate: false,
-        };
-        // Published, so it reaches the sender's socket only after the ack
-        // (which the gateway writes before it reads the hub again) and the
-        // user's other sockets right away; the reply's pieces follow it.
-        self.publish(user, &ChatEvent::Stored { message: stored })
-            .await;
-        self.start_reply(user, sent.thread_id, sent.message_id);
-        Ok(sent)
+        Ok(Stored::New(stored))
     }
 }

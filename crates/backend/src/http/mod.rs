@@ -1,9 +1,11 @@
 //! The backend's HTTP API. One router; handlers are short and call `store`
 //! or `chat`.
 
+mod billing;
 mod export;
 mod extractor;
 mod manage;
+mod plans;
 mod threads;
 mod workspaces;
 
@@ -33,6 +35,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/v1/threads/{id}/export", "get"),
     ("/v1/export", "get"),
     ("/v1/import", "post"),
+    ("/v1/messages", "post"),
+    ("/v1/usage", "get"),
+    ("/v1/billing/checkout", "post"),
+    ("/v1/billing/cancel", "post"),
+    ("/v1/billing/webhook", "post"),
     ("/v1/ws", "get"),
     ("/readyz", "get"),
     ("/openapi.json", "get"),
@@ -59,6 +66,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/threads/{id}/export", get(export::one))
         .route("/v1/export", get(export::all))
         .route("/v1/import", post(export::import))
+        .route("/v1/messages", post(plans::send))
+        .route("/v1/usage", get(plans::usage))
+        .route("/v1/billing/checkout", post(billing::checkout))
+        .route("/v1/billing/cancel", post(billing::cancel))
+        .route("/v1/billing/webhook", post(billing::webhook))
         .route("/v1/ws", get(crate::ws::upgrade))
         .route("/readyz", get(readyz))
         .route(

@@ -187,6 +187,39 @@ pub async fn get(pool: &PgPool, user: UserId) -> Result<Option<Profile>, sqlx::E
     .await
 }
 
+/// The user's plan id (`None`: no profile).
+pub async fn plan_of<'e>(
+    db: impl PgExecutor<'e>,
+    user: UserId,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT plan FROM profiles WHERE user_id = $1")
+        .bind(user)
+        .fetch_optional(db)
+        .await
+}
+
+/// Put the user on `plan` (row-locked, in the caller's transaction);
+/// returns the plan before, `None` when there is no profile.
+pub async fn set_plan(
+    tx: &mut PgConnection,
+    user: UserId,
+    plan: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let previous: Option<String> =
+        sqlx::query_scalar("SELECT plan FROM profiles WHERE user_id = $1 FOR UPDATE")
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if previous.as_deref().is_some_and(|p| p != plan) {
+        sqlx::query("UPDATE profiles SET plan = $2, updated_at = now() WHERE user_id = $1")
+            .bind(user)
+            .bind(plan)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(previous)
+}
+
 pub async fn default_workspace<'e>(
     db: impl PgExecutor<'e>,
     user: UserId,

@@ -166,13 +166,21 @@ async fn send_message(
         .send(ctx.user, &client_msg_id, thread_id, &text)
         .await
     {
-        Ok(sent) => vec![ServerFrame::Ack {
-            client_msg_id: client_msg_id.into_inner(),
-            thread_id: sent.thread_id,
-            message_id: sent.message_id,
-            seq: sent.seq,
-            duplicate: sent.duplicate,
-        }],
+        Ok(sent) => {
+            let mut frames = vec![ServerFrame::Ack {
+                client_msg_id: client_msg_id.into_inner(),
+                thread_id: sent.thread_id,
+                message_id: sent.message_id,
+                seq: sent.seq,
+                duplicate: sent.duplicate,
+            }];
+            // At the warning share of the quota (80 %), every admitted
+            // message says so, until the window frees some.
+            if let Some(usage) = sent.usage.filter(|u| u.warning) {
+                frames.push(ServerFrame::quota_warning(usage));
+            }
+            frames
+        }
         Err(e) => vec![ServerFrame::from(&e).about(client_msg_id.into_inner())],
     }
 }

@@ -1,6 +1,10 @@
 //! The chat socket's frames (documented in docs/websocket-protocol.md). Both
 //! directions are JSON objects with a `type`.
 
+use crate::plans::{
+    limiter::{LimitKind, Usage},
+    PlanView,
+};
 use crate::{
     agent::AgentInfo,
     chat::{ChatEvent, Piece},
@@ -132,6 +136,19 @@ pub enum ServerFrame {
         /// A failed reply's generation id, as in the server log.
         #[serde(skip_serializing_if = "Option::is_none")]
         request_id: Option<uuid::Uuid>,
+        /// `quota_exceeded`: which limit (`quota`, `rate`, `concurrency`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        limit: Option<LimitKind>,
+        /// `quota_exceeded`: seconds until it would be admitted.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
+        /// `quota_exceeded`: where the page starts an upgrade (`null` on the
+        /// top plan).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        upgrade_url: Option<Option<String>>,
+        /// `quota_exceeded`: the usage that refused it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        usage: Option<Usage>,
     },
     Pong,
     /// Something about the user changed elsewhere; `kind` says what
@@ -140,6 +157,12 @@ pub enum ServerFrame {
         kind: &'static str,
         #[serde(skip_serializing_if = "Option::is_none")]
         profile: Option<ProfileView>,
+        /// `plan.changed`: the plan now.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        plan: Option<PlanView>,
+        /// `quota.warning`: the usage after the message just admitted.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        usage: Option<Usage>,
     },
 }
 
@@ -179,6 +202,20 @@ impl ServerFrame {
             message_id: None,
             html: None,
             request_id: None,
+            limit: None,
+            retry_after: None,
+            upgrade_url: None,
+            usage: None,
+        }
+    }
+
+    /// `{"type":"event","kind":"quota.warning","usage":…}`.
+    pub fn quota_warning(usage: Usage) -> Self {
+        ServerFrame::Event {
+            kind: "quota.warning",
+            profile: None,
+            plan: None,
+            usage: Some(usage),
         }
     }
 
@@ -207,7 +244,24 @@ impl From<&Error> for ServerFrame {
         if e.is_internal() {
             tracing::error!(error = %e, "socket request failed");
         }
-        ServerFrame::error(e.code(), e.public_message(), e.is_internal())
+        let mut frame = ServerFrame::error(e.code(), e.public_message(), e.is_internal());
+        if let (
+            Error::QuotaExceeded(q),
+            ServerFrame::Error {
+                limit,
+                retry_after,
+                upgrade_url,
+                usage,
+                ..
+            },
+        ) = (e, &mut frame)
+        {
+            *limit = Some(q.refusal.kind);
+            *retry_after = Some(q.retry_after_secs());
+            *upgrade_url = Some(q.upgrade_url.clone());
+            *usage = Some(q.refusal.usage.clone());
+        }
+        frame
     }
 }
 
@@ -261,10 +315,22 @@ impl From<ChatEvent> for ServerFrame {
                 message_id,
                 html: (!partial.is_empty()).then(|| markdown::render(&partial)),
                 request_id,
+                limit: None,
+                retry_after: None,
+                upgrade_url: None,
+                usage: None,
             },
             ChatEvent::ProfileUpdated { profile } => ServerFrame::Event {
                 kind: "profile.updated",
                 profile: Some(profile.into()),
+                plan: None,
+                usage: None,
+            },
+            ChatEvent::PlanChanged { plan } => ServerFrame::Event {
+                kind: "plan.changed",
+                profile: None,
+                plan: Some(plan),
+                usage: None,
             },
         }
     }

@@ -609,8 +609,36 @@ function onStoredMessage(f) {
  *  nothing for the person to act on, so no banner. */
 const HANDLED_BY_THE_SOCKET = new Set(["token_expired", "session_revoked"]);
 
+/** A message (or a Retry) the plan refused: the message leaves the list and
+ *  goes back into the composer, kept for after an upgrade; the page shows
+ *  the upgrade prompt (`confab:refused`, handled by the page). */
+function onRefused(f) {
+  let text = null;
+  if (f.client_msg_id) {
+    outbox.remove(f.client_msg_id);
+    const el = chat.byClientId.get(f.client_msg_id);
+    if (el) {
+      text = el.dataset.text || render.contentOf(el).textContent;
+      chat.byClientId.delete(f.client_msg_id);
+      el.remove();
+      render.updateEmptyState(chat.loading);
+    }
+  } else if (f.message_id) {
+    const target = chat.byMessageId.get(f.message_id);
+    if (target) {
+      const wasFailed = target.dataset.retrying;
+      delete target.dataset.retrying;
+      delete target.dataset.regenerating;
+      if (wasFailed) markFailed(target, { message: f.message, retryable: true, code: target.dataset.errorCode });
+      else showControls(target);
+    }
+  }
+  document.dispatchEvent(new CustomEvent("confab:refused", { detail: { frame: f, text } }));
+}
+
 function onError(f) {
   if (!f.message_id && !f.client_msg_id && HANDLED_BY_THE_SOCKET.has(f.code)) return;
+  if (f.code === "quota_exceeded") return onRefused(f);
   if (f.message_id && !f.thread_id) {
     // A `retry` or `stop` the server refused (the reply itself is fine).
     const target = chat.byMessageId.get(f.message_id);

@@ -15,6 +15,7 @@ import {
   shownThread,
   warnBeforeLeaving,
 } from "../chat.js";
+import { loadUsage, planChanged, showPlanBadge, showQuotaWarning, showUpgradePrompt } from "../plan.js";
 import { startSocket } from "../socket.js";
 import { wireThreadActions } from "../thread-actions.js";
 import { loadThreads, threadFromPath } from "../threads.js";
@@ -99,9 +100,24 @@ function setSidebar(open) {
 // Boot
 // ---------------------------------------------------------------------------
 
+/** A refused message comes back into the composer (before anything typed
+ *  since), so it can be sent once the plan allows. */
+function keepRefused({ frame, text }) {
+  const input = $("chat-input");
+  if (text) {
+    const typed = input.value;
+    input.value = typed.trim() ? `${text}\n${typed}` : text;
+    input.dataset.kept = "1";
+    autosize(input);
+    updateSendButton();
+  }
+  showUpgradePrompt(frame, { newTab: true });
+}
+
 function wireControls() {
   wireThreadActions();
   const input = $("chat-input");
+  document.addEventListener("confab:refused", (event) => keepRefused(event.detail));
   $("composer").addEventListener("submit", (event) => {
     event.preventDefault();
     submitMessage();
@@ -180,12 +196,26 @@ async function boot() {
         profileChanged(frame.profile);
         return;
       }
+      if (frame.type === "event" && frame.kind === "quota.warning") {
+        showQuotaWarning(frame.usage);
+        return;
+      }
+      if (frame.type === "event" && frame.kind === "plan.changed") {
+        planChanged(frame.plan);
+        return;
+      }
       handleFrame(frame);
     },
     onDropped: connectionLost,
     onState: setConnectionState,
   });
   loadThreads();
+  loadUsage()
+    .then((u) => {
+      showPlanBadge(u.plan);
+      if (u.usage && u.usage.warning) showQuotaWarning(u.usage);
+    })
+    .catch(() => {});
 }
 
 boot();

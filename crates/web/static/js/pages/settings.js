@@ -13,6 +13,7 @@ import { showUser } from "../account.js";
 import { showIdentities } from "../identities.js";
 import { showBanner } from "../banners.js";
 import { wireDataSections } from "../settings-data.js";
+import { wirePlanCard } from "../plan-settings.js";
 import { startSessionList } from "../sessions.js";
 import { $ } from "../util.js";
 
@@ -133,6 +134,7 @@ async function boot() {
     }
   });
   startSessionList();
+  wirePlanCard();
 }
 
 boot();
