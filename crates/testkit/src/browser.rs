@@ -75,6 +75,11 @@ impl Browser {
         .map(String::from)
         .collect();
         args.push(format!("--user-data-dir={}", profile.display()));
+        // For screenshots of the dark theme (the pages follow
+        // prefers-color-scheme): CONFAB_E2E_DARK=1.
+        if std::env::var_os("CONFAB_E2E_DARK").is_some() {
+            args.push("--force-dark-mode".into());
+        }
         if let Some(ua) = user_agent {
             args.push(format!("--user-agent={ua}"));
         }

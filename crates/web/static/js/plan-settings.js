@@ -65,7 +65,7 @@ export function wirePlanCard() {
     }
   });
   const params = new URLSearchParams(window.location.search);
-  if (params.get("checkout") === "success") $("plan-status").textContent = "Thank you! Your plan is being switched.";
+  if (params.get("checkout") === "success") $("plan-status").textContent = "Thank you! Your payment went through.";
   if (params.get("checkout") === "cancelled") $("plan-status").textContent = "Checkout cancelled; nothing was charged.";
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") refresh();
