@@ -157,13 +157,7 @@ async fn flow08_rate_limit_and_upgrade() {
             assert_eq!(count(&c, "[data-testid=message][data-role=user]").await, 5);
             assert_eq!(count(&c, "[data-testid=quota-warning]").await, 0);
             assert_eq!(user_messages(h, &ada.id).await, 5);
-            if std::env::var_os("CONFAB_E2E_SCREENSHOTS").is_some() {
-                std::fs::write(
-                    h.artifacts.join("upgrade-prompt.png"),
-                    c.screenshot().await.unwrap(),
-                )
-                .unwrap();
-            }
+            shoot(&c, h, "upgrade-prompt").await;
 
             // Upgrade: checkout opens in a new tab; paying there brings it
             // back to settings on Pro.
@@ -194,13 +188,7 @@ async fn flow08_rate_limit_and_upgrade() {
                 .unwrap()
                 .as_str()
                 .contains("/settings?checkout=success"));
-            if std::env::var_os("CONFAB_E2E_SCREENSHOTS").is_some() {
-                std::fs::write(
-                    h.artifacts.join("settings-pro.png"),
-                    c.screenshot().await.unwrap(),
-                )
-                .unwrap();
-            }
+            shoot(&c, h, "settings-pro").await;
 
             // The chat tab heard it live: no reload, prompt gone, Pro.
             c.switch_to_window(chat_tab).await.unwrap();
