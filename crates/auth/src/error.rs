@@ -81,6 +81,22 @@ pub enum Error {
     #[error("Upload the picture as PNG, JPEG, GIF or WebP.")]
     AvatarType,
 
+    /// Signing in to an account an administrator disabled (after the
+    /// password was checked, so the answer reveals nothing to others).
+    #[error("This account has been disabled by an administrator. Contact them to have it enabled again.")]
+    AccountDisabled,
+
+    /// An admin route called by an account without the admin role.
+    #[error("This needs the admin role.")]
+    Forbidden,
+
+    #[error("No account has this id.")]
+    UserNotFound,
+
+    /// An admin may not disable their own account (nobody could enable it).
+    #[error("You cannot disable your own account.")]
+    CannotDisableSelf,
+
     #[error("No such endpoint.")]
     NotFound,
 
@@ -121,6 +137,9 @@ impl Error {
             Error::Token(TokenError::Jwks(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Token(_) => StatusCode::UNAUTHORIZED,
             Error::ReauthenticationRequired(_) => StatusCode::FORBIDDEN,
+            Error::AccountDisabled | Error::Forbidden => StatusCode::FORBIDDEN,
+            Error::UserNotFound => StatusCode::NOT_FOUND,
+            Error::CannotDisableSelf => StatusCode::CONFLICT,
             Error::AvatarTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::AvatarType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::NotFound | Error::IdentityNotFound => StatusCode::NOT_FOUND,
@@ -148,6 +167,10 @@ impl Error {
             Error::ReauthenticationRequired(_) => "reauthentication_required",
             Error::AvatarTooLarge(_) => "avatar_too_large",
             Error::AvatarType => "unsupported_avatar_type",
+            Error::AccountDisabled => "account_disabled",
+            Error::Forbidden => "forbidden",
+            Error::UserNotFound => "user_not_found",
+            Error::CannotDisableSelf => "cannot_disable_self",
             Error::NotFound => "not_found",
             Error::IdentityNotFound => "identity_not_found",
             Error::LastSignInMethod => "last_sign_in_method",

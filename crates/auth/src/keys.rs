@@ -34,6 +34,7 @@ pub struct Subject<'a> {
     pub session_id: SessionId,
     pub email: &'a str,
     pub name: &'a str,
+    pub role: confab_core::tokens::Role,
 }
 
 /// Signs access tokens with the active key and verifies them against every
@@ -122,6 +123,7 @@ impl AccessTokens {
             jti: uuid::Uuid::new_v4().to_string(),
             email: subject.email.to_string(),
             name: subject.name.to_string(),
+            role: subject.role,
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.active_kid.clone());
@@ -183,6 +185,7 @@ pub(crate) mod tests {
             session_id: SessionId::new(),
             email: "alice@example.com",
             name: "Alice",
+            role: confab_core::tokens::Role::User,
         }
     }
 

@@ -77,6 +77,9 @@ pub struct Config {
     pub oidc: oidc::OidcConfig,
     /// `CONFAB_AUTH_THROTTLE_*`: log-in, sign-up and refresh attempts.
     pub throttle: throttle::ThrottleConfig,
+    /// `CONFAB_ADMIN_EMAILS`: accounts with these emails are admins (as is
+    /// the first account created).
+    pub admin_emails: domain::AdminEmails,
 }
 
 impl Config {
@@ -119,8 +122,11 @@ impl Config {
             return Err(env.invalid(var, format!("invalid Argon2 parameter: {e}")));
         }
         let oidc = oidc::OidcConfig::from_env(env)?;
+        let admin_emails = domain::AdminEmails::parse(&env.string("CONFAB_ADMIN_EMAILS", ""))
+            .map_err(|e| env.invalid("CONFAB_ADMIN_EMAILS", e))?;
         Ok(Config {
             throttle: throttle::ThrottleConfig::from_env(env)?,
+            admin_emails,
             oidc,
             common,
             database_url,
@@ -204,7 +210,7 @@ pub async fn build(config: Config) -> Result<App, Error> {
         config.throttle,
         config.clock.clone(),
     );
-    let router = http::router(http::ApiContext {
+    let ctx = http::ApiContext {
         throttle,
         config: Arc::new(config),
         db: pool.clone(),
@@ -214,7 +220,9 @@ pub async fn build(config: Config) -> Result<App, Error> {
         passwords: Arc::new(passwords),
         outbox: signal,
         oidc: Arc::new(oidc),
-    });
+    };
+    http::admin::apply_admin_emails(&ctx).await?;
+    let router = http::router(ctx);
     Ok(App {
         listener,
         addr,

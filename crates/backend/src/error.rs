@@ -20,6 +20,10 @@ pub enum Error {
     Token(#[from] TokenError),
     #[error("This account was deleted.")]
     AccountDeleted,
+    /// An admin route called with a token that does not carry the admin
+    /// role.
+    #[error("This needs the admin role.")]
+    Forbidden,
     #[error("{0}")]
     NotFound(&'static str),
     /// A request body over its limit (413).
@@ -160,6 +164,7 @@ impl Error {
             Error::MissingToken => "missing_token",
             Error::Token(e) => e.code(),
             Error::AccountDeleted => "account_deleted",
+            Error::Forbidden => "forbidden",
             Error::NotFound(_) => "not_found",
             Error::TooLarge { code, .. } => code,
             Error::Invalid { code, .. } => code,
@@ -189,7 +194,7 @@ impl Error {
             }
             Error::ReplyInProgress => StatusCode::CONFLICT,
             Error::Malformed(_) => StatusCode::BAD_REQUEST,
-            Error::OriginNotAllowed => StatusCode::FORBIDDEN,
+            Error::OriginNotAllowed | Error::Forbidden => StatusCode::FORBIDDEN,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Webhook(_) => StatusCode::BAD_REQUEST,

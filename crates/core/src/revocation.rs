@@ -32,16 +32,22 @@ pub enum RevokeReason {
     PasswordChange,
     /// The account was deleted.
     AccountDeleted,
+    /// An administrator disabled the account.
+    AccountDisabled,
+    /// The account's role changed (its tokens carry the old one).
+    RoleChanged,
 }
 
 impl RevokeReason {
-    pub const ALL: [RevokeReason; 6] = [
+    pub const ALL: [RevokeReason; 8] = [
         RevokeReason::SignedOut,
         RevokeReason::SignedOutElsewhere,
         RevokeReason::SignedOutEverywhere,
         RevokeReason::RefreshTokenReuse,
         RevokeReason::PasswordChange,
         RevokeReason::AccountDeleted,
+        RevokeReason::AccountDisabled,
+        RevokeReason::RoleChanged,
     ];
 
     /// The stable code on the wire and in the database.
@@ -53,6 +59,8 @@ impl RevokeReason {
             RevokeReason::RefreshTokenReuse => "refresh_token_reuse",
             RevokeReason::PasswordChange => "password_change",
             RevokeReason::AccountDeleted => "account_deleted",
+            RevokeReason::AccountDisabled => "account_disabled",
+            RevokeReason::RoleChanged => "role_changed",
         }
     }
 }

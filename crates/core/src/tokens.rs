@@ -37,6 +37,46 @@ pub struct Claims {
     /// the user can create its profile from verified claims.
     pub email: String,
     pub name: String,
+    /// The account's role when the token was issued; absent means
+    /// [`Role::User`]. Signed like every claim, so any service can trust it
+    /// for the token's short life. Auth ends every session of an account
+    /// whose role changes, so no token outlives the role it carries.
+    #[serde(default, skip_serializing_if = "Role::is_user")]
+    pub role: Role,
+}
+
+/// What an account may do beyond its own data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    #[default]
+    User,
+    /// The admin console: every user, disabling and enabling them, the
+    /// audit log, the services' status.
+    Admin,
+}
+
+impl Role {
+    pub fn is_user(&self) -> bool {
+        *self == Role::User
+    }
+
+    /// The stable code in tokens, API bodies and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The stored code; anything unknown is the least privileged role.
+    pub fn from_stored(s: &str) -> Self {
+        if s == "admin" {
+            Role::Admin
+        } else {
+            Role::User
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

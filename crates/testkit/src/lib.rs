@@ -393,6 +393,15 @@ impl Harness {
             .and_then(|p| p.pid())
     }
 
+    /// The process ids of every running process of `service`.
+    pub fn pids(&self, service: &str) -> Vec<u32> {
+        self.procs
+            .iter()
+            .filter(|p| p.service == service && p.is_running())
+            .filter_map(|p| p.pid())
+            .collect()
+    }
+
     /// Kill backend instance `i` (of `backend_urls`) with SIGKILL, as a
     /// crash or the OOM killer would: no graceful shutdown, nothing flushed.
     pub fn kill_backend(&mut self, i: usize) {

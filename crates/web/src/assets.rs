@@ -80,6 +80,12 @@ const ASSETS: &[Asset] = &[
     js!("js/pages/app.js"),
     js!("js/pages/auth.js"),
     js!("js/pages/settings.js"),
+    // The admin console.
+    js!("js/chart.js"),
+    js!("js/admin-status.js"),
+    js!("js/admin-users.js"),
+    js!("js/admin-audit.js"),
+    js!("js/pages/admin.js"),
 ];
 
 fn find(path: &str) -> Option<&'static Asset> {

@@ -12,6 +12,7 @@
 //!
 //! It holds no user state: any number of web processes can run side by side.
 
+mod admin;
 mod assets;
 mod backends;
 mod config;
@@ -106,6 +107,8 @@ pub(crate) fn app(state: AppState) -> Router {
     let proxied = Router::new()
         .route("/readyz", get(readyz))
         .route("/v1/ws", get(ws::upgrade))
+        // Served here, not proxied: web is what knows every backend.
+        .route("/v1/admin/status", get(admin::status))
         .route("/v1/{*rest}", any(proxy::forward))
         .route("/.well-known/{*rest}", any(proxy::forward));
     let router = pages::router().merge(proxied);

@@ -58,6 +58,7 @@ pub(crate) fn templates() -> Result<Environment<'static>, minijinja::Error> {
         ),
         ("app.html", include_str!("../templates/app.html")),
         ("settings.html", include_str!("../templates/settings.html")),
+        ("admin.html", include_str!("../templates/admin.html")),
         (
             "not_found.html",
             include_str!("../templates/not_found.html"),
@@ -106,6 +107,9 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/app", get(app))
         .route("/app/t/{thread_id}", get(thread))
         .route("/settings", get(settings))
+        .route("/admin", get(admin_status))
+        .route("/admin/users", get(admin_users))
+        .route("/admin/audit", get(admin_audit))
         .merge(sign_in::router())
         .merge(assets::router())
         .fallback(not_found)
@@ -155,6 +159,38 @@ async fn thread(State(s): State<AppState>, Path(thread_id): Path<String>) -> Res
 
 async fn settings(State(s): State<AppState>) -> Response {
     render(&s, "settings.html", context! { page => "settings" })
+}
+
+/// The admin console's pages. Shells like every page: they hold no data, so
+/// they are the same for everyone; the script asks the API who is signed in,
+/// and every API behind them answers 403 to anyone but an admin (the page
+/// then shows its 403 notice and nothing else).
+async fn admin_status(State(s): State<AppState>) -> Response {
+    admin_page(&s, "status", "Status")
+}
+
+async fn admin_users(State(s): State<AppState>) -> Response {
+    admin_page(&s, "users", "Users")
+}
+
+async fn admin_audit(State(s): State<AppState>) -> Response {
+    admin_page(&s, "audit", "Audit log")
+}
+
+fn admin_page(s: &AppState, section: &str, title: &str) -> Response {
+    let mut res = render(
+        s,
+        "admin.html",
+        context! { page => "admin", section, title },
+    );
+    // Not for shared caches, and not for search engines.
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(
+        HeaderName::from_static("x-robots-tag"),
+        HeaderValue::from_static("noindex"),
+    );
+    res
 }
 
 async fn not_found(State(s): State<AppState>) -> Response {

@@ -112,6 +112,10 @@ fn explain(reason: &str) -> (&'static str, &'static str) {
             "Please log in first",
             "Linking a provider needs you to be logged in.",
         ),
+        "account_disabled" => (
+            "This account is disabled",
+            "An administrator disabled this account. Contact them to have it enabled again.",
+        ),
         "unknown_provider" => (
             "Unknown sign-in provider",
             "This server does not offer that sign-in provider.",

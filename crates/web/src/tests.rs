@@ -351,6 +351,19 @@ async fn each_page_preloads_exactly_the_modules_its_script_imports() {
                 "util.js",
             ],
         ),
+        (
+            "/admin",
+            "js/pages/admin.js",
+            &[
+                "admin-audit.js",
+                "admin-status.js",
+                "admin-users.js",
+                "api.js",
+                "banners.js",
+                "chart.js",
+                "util.js",
+            ],
+        ),
         ("/login", "js/pages/auth.js", &["api.js"]),
         ("/signup", "js/pages/auth.js", &["api.js"]),
     ];

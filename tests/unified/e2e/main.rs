@@ -8,6 +8,7 @@
 // integration-test crates and test-support libraries).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api_admin;
 mod api_agent_errors;
 mod api_auth;
 mod api_chat;
@@ -30,6 +31,7 @@ mod flow09_export_and_delete;
 mod flow10_logout_everywhere;
 mod local_model;
 mod oidc_refusals;
+mod ops_admin_console;
 mod ops_prometheus;
 mod scale_out;
 

@@ -2,6 +2,7 @@
 //! handler holds an `Email`, a `Password` or a `DisplayName`, nothing
 //! downstream checks it again.
 
+mod admin;
 mod avatar;
 mod device;
 mod display_name;
@@ -12,6 +13,7 @@ mod refresh_token;
 mod signing_key;
 mod time_zone;
 
+pub use admin::{AdminEmails, RoleGrant, UserSearch};
 pub use avatar::Avatar;
 pub use device::{coarse_ip, device_label};
 pub use display_name::DisplayName;

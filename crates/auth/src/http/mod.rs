@@ -2,6 +2,7 @@
 //! [`ApiContext`].
 
 mod account;
+pub(crate) mod admin;
 mod extractor;
 mod jwks;
 mod oidc;
@@ -68,6 +69,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .merge(profile::router())
         .merge(sessions::router())
         .merge(session_list::router())
+        .merge(admin::router())
         .merge(jwks::router())
         .merge(oidc::router())
         .route("/openapi.json", get(openapi))
@@ -88,6 +90,8 @@ pub struct UserBody {
     pub id: UserId,
     pub email: String,
     pub display_name: String,
+    /// `user` or `admin`: pages show the admin console's link to admins.
+    pub role: confab_core::tokens::Role,
 }
 
 #[derive(Debug, Serialize)]
@@ -131,6 +135,7 @@ pub(crate) fn token_response(
             session_id,
             email: &user.email,
             name: &user.display_name,
+            role: user.role,
         },
         now,
     )?;
@@ -231,6 +236,11 @@ mod tests {
             ("/v1/auth/oidc/link", "post"),
             ("/v1/auth/identities", "get"),
             ("/v1/auth/identities/{id}", "delete"),
+            ("/v1/auth/admin/whoami", "get"),
+            ("/v1/auth/admin/users", "get"),
+            ("/v1/auth/admin/users/{id}/disable", "post"),
+            ("/v1/auth/admin/users/{id}/enable", "post"),
+            ("/v1/auth/admin/audit", "get"),
             ("/openapi.json", "get"),
             ("/readyz", "get"),
             ("/healthz", "get"),

@@ -282,7 +282,15 @@ async fn finish(
         .await?;
 
     let mut tx = ctx.db.begin().await?;
-    let resolution = accounts::resolve(&mut tx, provider, &claims, flow.link_user_id, now).await?;
+    let resolution = accounts::resolve(
+        &mut tx,
+        provider,
+        &claims,
+        flow.link_user_id,
+        &ctx.config.admin_emails,
+        now,
+    )
+    .await?;
     match resolution {
         Resolution::SignIn(account) => {
             let (session_id, refresh) =

@@ -83,6 +83,8 @@ pub(super) async fn open_session(
     device: &NewSession<'_>,
     now: DateTime<Utc>,
 ) -> Result<(SessionId, RefreshSecret), Error> {
+    // Refused for a disabled account, and ordered against disabling it.
+    store::users::lock_for_sign_in(tx, user_id).await?;
     let session_id = store::sessions::insert(&mut **tx, user_id, device, now).await?;
     let secret = RefreshSecret::generate();
     store::refresh_tokens::insert(
@@ -236,6 +238,7 @@ async fn refresh(
         id: token.user_id,
         email: token.email,
         display_name: token.display_name,
+        role: confab_core::tokens::Role::from_stored(&token.role),
     };
     token_response(
         &ctx,
@@ -275,16 +278,41 @@ pub(crate) async fn revoke_all_sessions(
 ) -> Result<usize, Error> {
     let mut tx = ctx.db.begin().await?;
     let now = ctx.config.clock.now();
-    let ended = store::sessions::revoke_all(&mut *tx, user, reason, now).await?;
-    for sid in &ended {
-        insert_revoked_event(&mut tx, user, *sid, reason, now).await?;
-    }
+    let ended = revoke_all_in(&mut tx, user, reason, now).await?;
     tx.commit().await?;
     ctx.outbox.notify();
+    announce_all(ctx, &ended, reason).await?;
+    Ok(ended.len())
+}
+
+/// The database half of [`revoke_all_sessions`], inside the caller's
+/// transaction (disabling an account revokes in the same one): marks every
+/// live session revoked and writes one `session.revoked` each. After the
+/// commit, [`announce_all`] the returned sessions.
+pub(crate) async fn revoke_all_in(
+    tx: &mut PgConnection,
+    user: UserId,
+    reason: RevokeReason,
+    now: DateTime<Utc>,
+) -> Result<Vec<SessionId>, Error> {
+    let ended = store::sessions::revoke_all(&mut *tx, user, reason, now).await?;
     for sid in &ended {
+        insert_revoked_event(tx, user, *sid, reason, now).await?;
+    }
+    Ok(ended)
+}
+
+/// The Redis half: every service refuses the sessions' tokens from now on,
+/// and every backend closes their sockets.
+pub(crate) async fn announce_all(
+    ctx: &ApiContext,
+    ended: &[SessionId],
+    reason: RevokeReason,
+) -> Result<(), Error> {
+    for sid in ended {
         announce_revocation(ctx, *sid, reason).await?;
     }
-    Ok(ended.len())
+    Ok(())
 }
 
 async fn insert_revoked_event(

@@ -6,7 +6,7 @@ use super::{
 };
 use crate::throttle::{subject_hash, Peer};
 use crate::{
-    domain::{DisplayName, Email, Password},
+    domain::{DisplayName, Email, Password, RoleGrant},
     error::Error,
     store::{self, users::User},
 };
@@ -47,6 +47,7 @@ impl From<&User> for UserBody {
             id: u.id,
             email: u.email.clone(),
             display_name: u.display_name.clone(),
+            role: u.role(),
         }
     }
 }
@@ -77,7 +78,10 @@ async fn signup(
     // together or not at all.
     let now = ctx.config.clock.now();
     let mut tx = ctx.db.begin().await?;
-    let user = store::users::insert(&mut *tx, &email, &display_name, &password_hash, now).await?;
+    let first = store::users::is_first_account(&mut tx).await?;
+    let grant = RoleGrant::for_new_account(&ctx.config.admin_emails, &email, first);
+    let user =
+        store::users::insert(&mut *tx, &email, &display_name, &password_hash, grant, now).await?;
     let (session_id, refresh) =
         open_session(&mut tx, &ctx, user.id, &device_of(&headers), now).await?;
     let event = Event::new(
@@ -93,7 +97,7 @@ async fn signup(
     tx.commit().await?;
     ctx.outbox.notify();
 
-    tracing::info!(user_id = %user.id, session = %session_id.log_tag(), "user signed up");
+    tracing::info!(user_id = %user.id, session = %session_id.log_tag(), role = user.role, "user signed up");
     metrics::counter!("auth_signups_total").increment(1);
     token_response(
         &ctx,

@@ -9,7 +9,7 @@
 
 use super::{client::VerifiedClaims, store, OidcError};
 use crate::{
-    domain::{DisplayName, Email},
+    domain::{AdminEmails, DisplayName, Email, RoleGrant},
     store::{outbox, users},
 };
 use chrono::{DateTime, Utc};
@@ -43,6 +43,7 @@ pub async fn resolve(
     provider: &str,
     claims: &VerifiedClaims,
     link_user: Option<UserId>,
+    admins: &AdminEmails,
     now: DateTime<Utc>,
 ) -> Result<Resolution, OidcError> {
     let email = claims.email.as_deref().and_then(|e| Email::parse(e).ok());
@@ -85,7 +86,9 @@ pub async fn resolve(
         .as_deref()
         .and_then(|n| DisplayName::parse(n).ok())
         .unwrap_or_else(|| DisplayName::from_email(&email));
-    let user = users::insert_without_password(&mut *tx, &email, &display_name, now).await?;
+    let first = users::is_first_account(&mut *tx).await?;
+    let grant = RoleGrant::for_new_account(admins, &email, first);
+    let user = users::insert_without_password(&mut *tx, &email, &display_name, grant, now).await?;
     insert_identity(tx, user.id, provider, claims, Some(&email), now).await?;
     let event = Event::new(
         EventKind::UserRegistered {

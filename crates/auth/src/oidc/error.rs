@@ -48,8 +48,19 @@ pub enum OidcError {
     LinkExpired,
     #[error("too many wrong passwords for this link")]
     LinkAttempts,
+    #[error("the account is disabled by an administrator")]
+    AccountDisabled,
     #[error("internal error: {0}")]
-    Internal(#[from] crate::Error),
+    Internal(crate::Error),
+}
+
+impl From<crate::Error> for OidcError {
+    fn from(e: crate::Error) -> Self {
+        match e {
+            crate::Error::AccountDisabled => OidcError::AccountDisabled,
+            other => OidcError::Internal(other),
+        }
+    }
 }
 
 impl OidcError {
@@ -76,6 +87,7 @@ impl OidcError {
             OidcError::NotSignedIn => "not_signed_in",
             OidcError::LinkExpired => "link_expired",
             OidcError::LinkAttempts => "link_attempts",
+            OidcError::AccountDisabled => "account_disabled",
             OidcError::Internal(_) => "internal",
         }
     }
@@ -101,6 +113,7 @@ impl OidcError {
             OidcError::IdentityInUse => "identity_in_use",
             OidcError::LinkAttempts => "link_attempts",
             OidcError::NotSignedIn => "signed_out",
+            OidcError::AccountDisabled => "account_disabled",
             OidcError::Internal(_) => "internal",
         }
     }

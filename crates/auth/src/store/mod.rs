@@ -3,6 +3,7 @@
 //! stays here. Queries are checked at run time: there is no database at
 //! build time, so `query!` macros are not used.
 
+pub mod admin;
 pub mod avatars;
 pub mod outbox;
 pub mod refresh_tokens;

@@ -46,6 +46,8 @@ pub struct Presented {
     pub user_id: UserId,
     pub email: String,
     pub display_name: String,
+    /// The account's role (`users.role`): the new access token carries it.
+    pub role: String,
 }
 
 /// Looks the token up and locks it and its session until the transaction
@@ -59,7 +61,7 @@ pub async fn lock_presented(
         "SELECT rt.id, rt.session_id, rt.expires_at, rt.used_at, rt.successor_key,
                 COALESCE(next.used_at IS NULL, false) AS successor_is_newest,
                 s.revoked_at AS session_revoked_at, s.revoked_reason AS session_revoked_reason,
-                s.user_id, u.email, u.display_name
+                s.user_id, u.email, u.display_name, u.role
          FROM refresh_tokens rt
          JOIN sessions s ON s.id = rt.session_id
          JOIN users u ON u.id = s.user_id

@@ -1,6 +1,7 @@
 //! The backend's HTTP API. One router; handlers are short and call `store`
 //! or `chat`.
 
+mod admin;
 mod billing;
 mod export;
 mod extractor;
@@ -9,7 +10,7 @@ mod plans;
 mod threads;
 mod workspaces;
 
-pub use extractor::AuthUser;
+pub use extractor::{AdminUser, AuthUser};
 
 use crate::{error::Error, AppState};
 use axum::{
@@ -40,6 +41,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/v1/billing/checkout", "post"),
     ("/v1/billing/cancel", "post"),
     ("/v1/billing/webhook", "post"),
+    ("/v1/admin/profiles", "get"),
     ("/v1/ws", "get"),
     ("/readyz", "get"),
     ("/openapi.json", "get"),
@@ -71,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/billing/checkout", post(billing::checkout))
         .route("/v1/billing/cancel", post(billing::cancel))
         .route("/v1/billing/webhook", post(billing::webhook))
+        .route("/v1/admin/profiles", get(admin::profiles))
         .route("/v1/ws", get(crate::ws::upgrade))
         .route("/readyz", get(readyz))
         .route(

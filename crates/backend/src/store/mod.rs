@@ -1,6 +1,7 @@
 //! All of the backend's SQL. Handlers and the socket gateway call these
 //! functions; nothing else talks to the database.
 
+pub mod admin;
 pub mod billing;
 pub mod deletion;
 pub mod events;

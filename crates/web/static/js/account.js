@@ -12,6 +12,9 @@ export function showUser(user) {
   if (sName) sName.textContent = user.display_name || "—";
   const sEmail = $("settings-email");
   if (sEmail) sEmail.textContent = user.email || "—";
+  // Links to the admin console, for admins only (the console itself checks
+  // on the server; this only spares others a link to a 403).
+  for (const el of document.querySelectorAll("[data-admin-only]")) el.hidden = user.role !== "admin";
   const details = $("account-details");
   if (details) details.setAttribute("aria-busy", "false");
 }

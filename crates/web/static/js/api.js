@@ -119,6 +119,8 @@ export const SIGNED_OUT_REASONS = {
   refresh_token_reuse: "Your session ended for security reasons.",
   password_change: "Your session ended for security reasons.",
   account_deleted: "Your account was deleted.",
+  account_disabled: "An administrator disabled your account.",
+  role_changed: "Your access changed. Please log in again.",
 };
 
 /** Every tab of this browser hears when one of them learns that the session

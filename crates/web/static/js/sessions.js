@@ -17,6 +17,8 @@ const REASONS = {
   refresh_token_reuse: "Ended for security reasons",
   password_change: "Ended: password changed",
   account_deleted: "Ended: account deleted",
+  account_disabled: "Ended: account disabled by an administrator",
+  role_changed: "Ended: access changed",
 };
 
 /** How often the list is re-read while the page is open, so a device
