@@ -121,10 +121,12 @@ impl Metrics {
     }
 
     /// A summary's quantile (the highest across label sets, e.g. providers);
-    /// `None` without observations.
+    /// `None` without observations. The exporter's summaries cover a rolling
+    /// window and read 0 once it holds no observation: no time to first
+    /// token is 0, so a 0 is "nothing recent", not a measurement.
     fn quantile(&self, name: &str, q: &str) -> Option<f64> {
         self.all(name)
-            .filter(|s| s.label("quantile") == Some(q) && s.value.is_finite())
+            .filter(|s| s.label("quantile") == Some(q) && s.value.is_finite() && s.value > 0.0)
             .map(|s| s.value)
             .reduce(f64::max)
     }
@@ -388,7 +390,7 @@ http_requests_total{service="backend",method="GET",path="/v1/a \"b\", c\\d",stat
     #[test]
     fn parses_the_text_format() {
         let samples = parse_metrics(BACKEND);
-        assert_eq!(samples.len(), 13);
+        assert_eq!(samples.len(), 14);
         let http = samples.last().unwrap();
         assert_eq!(http.name, "http_requests_total");
         assert_eq!(http.label("path"), Some("/v1/a \"b\", c\\d"));
@@ -396,6 +398,12 @@ http_requests_total{service="backend",method="GET",path="/v1/a \"b\", c\\d",stat
         assert_eq!(parse_line("x +Inf").unwrap().value, f64::INFINITY);
         assert_eq!(parse_line("broken{a=\"b} 1"), None);
         assert_eq!(parse_line("no_value"), None);
+        // An empty rolling window reads 0: no reading.
+        let idle = backend_status(
+            "http://b",
+            Some("llm_time_to_first_token_seconds{quantile=\"0.5\"} 0\n"),
+        );
+        assert_eq!(idle.ttft_p50, None);
     }
 
     #[test]
