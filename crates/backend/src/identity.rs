@@ -22,11 +22,19 @@ use std::{
 /// backend never waits for the `user.registered` event).
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Claims, Error> {
     let claims = state.verifier.verify(token).await?;
+    admit(state, &claims).await?;
+    Ok(claims)
+}
+
+/// The checks after a token's signature and dates: its session is not
+/// revoked (failing closed) and the account still exists. A socket runs them
+/// once it is registered with the hub, so a sign-out announced at any moment
+/// either reaches it there or is already in Redis for this check.
+pub async fn admit(state: &AppState, claims: &Claims) -> Result<(), Error> {
     if revocation::is_revoked(&state.redis, &state.keys, claims.sid).await? {
         return Err(TokenError::Revoked.into());
     }
-    ensure_profile(state, &claims).await?;
-    Ok(claims)
+    ensure_profile(state, claims).await
 }
 
 async fn ensure_profile(state: &AppState, claims: &Claims) -> Result<(), Error> {

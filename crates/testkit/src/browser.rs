@@ -43,15 +43,14 @@ impl Browser {
         std::fs::create_dir_all(artifacts).expect("browser artifacts folder");
         // Each browser of a test gets its own profile (two Chromiums cannot
         // share one) and its own driver log.
+        // Claimed by creating it, so browsers starting at the same moment
+        // (the harness starts them alongside the services) never share one.
         let n = (1..)
             .find(|n| {
-                !artifacts
-                    .join(Self::numbered("chrome-profile", *n))
-                    .exists()
+                std::fs::create_dir(artifacts.join(Self::numbered("chrome-profile", *n))).is_ok()
             })
             .expect("an unused profile name");
         let profile = artifacts.join(Self::numbered("chrome-profile", n));
-        std::fs::create_dir_all(&profile).expect("profile folder");
         let downloads = downloads_dir(artifacts);
         std::fs::create_dir_all(&downloads).expect("downloads folder");
         let mut args: Vec<String> = [
@@ -182,15 +181,13 @@ impl Browser {
                 "browser step failed; screenshot and HTML saved in {}",
                 self.artifacts.display()
             );
-            self.shutdown().await;
+            drop(self);
             std::panic::resume_unwind(panic);
         }
-        self.shutdown().await;
-    }
-
-    async fn shutdown(self) {
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.client().close()).await;
-        // Drop kills whatever is left.
+        // No polite WebDriver close (Chromium takes half a second to wind
+        // down, and nothing of it is kept): dropping kills chromedriver's
+        // process group, Chromium included.
+        drop(self);
     }
 }
 
@@ -239,37 +236,44 @@ pub async fn downloaded(dir: &Path, suffix: &str) -> PathBuf {
     .await
 }
 
-/// Wait for an element by `data-testid`.
-pub async fn by_testid(c: &Client, id: &str) -> fantoccini::elements::Element {
+/// How often a wait asks the page again (fantoccini's default, 250 ms,
+/// adds up to seconds over a flow's steps).
+pub const POLL: Duration = Duration::from_millis(20);
+
+/// Wait up to 15 s for an element.
+pub async fn wait_for(c: &Client, css: &str) -> fantoccini::elements::Element {
     c.wait()
         .at_most(Duration::from_secs(15))
-        .for_element(Locator::Css(&format!("[data-testid=\"{id}\"]")))
+        .every(POLL)
+        .for_element(Locator::Css(css))
         .await
-        .unwrap_or_else(|e| panic!("no element [data-testid={id}]: {e}"))
+        .unwrap_or_else(|e| panic!("no element {css}: {e}"))
 }
 
-/// Log `user` in through the login page; returns once the chat page is
-/// shown and its socket is connected.
-pub async fn log_in(c: &Client, web_url: &str, user: &crate::TestUser) {
-    c.goto(&format!("{web_url}/login"))
-        .await
-        .expect("open login page");
-    by_testid(c, "login-email")
-        .await
-        .send_keys(&user.email)
-        .await
-        .expect("type email");
-    by_testid(c, "login-password")
-        .await
-        .send_keys(&user.password)
-        .await
-        .expect("type password");
-    by_testid(c, "login-submit")
-        .await
-        .click()
-        .await
-        .expect("submit");
-    crate::eventually(15, "the chat socket after logging in", || async {
+/// Wait for an element by `data-testid`.
+pub async fn by_testid(c: &Client, id: &str) -> fantoccini::elements::Element {
+    wait_for(c, &format!("[data-testid=\"{id}\"]")).await
+}
+
+/// Put `text` into a form field as if typed: the value, then the `input`
+/// and `change` events a page listens to. For forms a flow only passes
+/// through (log-in); WebDriver's `send_keys` sends each character as its
+/// own key events, a round trip each, and is kept for what a flow is about.
+pub async fn fill(c: &Client, testid: &str, text: &str) {
+    let el = by_testid(c, testid).await;
+    c.execute(
+        "const [el, v] = arguments; el.focus(); el.value = v;
+         el.dispatchEvent(new Event('input', {bubbles: true}));
+         el.dispatchEvent(new Event('change', {bubbles: true}));",
+        vec![serde_json::to_value(&el).expect("element"), text.into()],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("fill {testid}: {e}"));
+}
+
+/// Wait until the chat page's socket is connected.
+pub async fn connected(c: &Client) {
+    crate::eventually(15, "the chat socket to connect", || async {
         let el = c
             .find(Locator::Css("[data-testid=connection-status]"))
             .await
@@ -277,4 +281,38 @@ pub async fn log_in(c: &Client, web_url: &str, user: &crate::TestUser) {
         (el.attr("data-state").await.ok()?? == "connected").then_some(())
     })
     .await;
+}
+
+/// Log `user` in through `web_url`'s log-in page; returns once the chat
+/// page is shown and its socket is connected.
+pub async fn log_in(c: &Client, web_url: &str, user: &crate::TestUser) {
+    submit_log_in(c, web_url, user).await;
+    connected(c).await;
+}
+
+/// Log in like [`log_in`], and once on the chat page open `page` instead
+/// (`/settings`, `/app?debug-withhold-reauth`, …); the caller waits for
+/// what that page should show.
+pub async fn log_in_then_open(c: &Client, web_url: &str, user: &crate::TestUser, page: &str) {
+    submit_log_in(c, web_url, user).await;
+    crate::eventually(15, "the chat page after logging in", || async {
+        (c.current_url().await.ok()?.path() == "/app").then_some(())
+    })
+    .await;
+    c.goto(&format!("{web_url}{page}"))
+        .await
+        .unwrap_or_else(|e| panic!("open {page}: {e}"));
+}
+
+async fn submit_log_in(c: &Client, web_url: &str, user: &crate::TestUser) {
+    c.goto(&format!("{web_url}/login"))
+        .await
+        .expect("open login page");
+    fill(c, "login-email", &user.email).await;
+    fill(c, "login-password", &user.password).await;
+    by_testid(c, "login-submit")
+        .await
+        .click()
+        .await
+        .expect("submit");
 }

@@ -2,7 +2,9 @@
 //! network looks like from the page. Bytes pass untouched; the test can cut
 //! every open connection at once, refuse new ones (the network is down), or
 //! refuse only WebSocket handshakes while pages still load (the chat socket
-//! cannot get through, so messages wait in the outbox).
+//! cannot get through, so messages wait in the outbox). [`FaultProxy::tcp`]
+//! is the same proxy for any TCP service (Redis, in front of a backend):
+//! bytes are not looked at, `cut` and `Network::Down` work alike.
 
 use std::sync::{
     atomic::{AtomicU8, Ordering},
@@ -27,6 +29,8 @@ pub enum Network {
 
 struct Shared {
     upstream: String,
+    /// Read the HTTP request head (to tell WebSocket handshakes apart).
+    http: bool,
     network: AtomicU8,
     /// Bumped by `cut`: every connection opened before ends.
     cuts: watch::Sender<u64>,
@@ -36,19 +40,31 @@ struct Shared {
 pub struct FaultProxy {
     /// The proxy's own origin (`http://127.0.0.1:<port>`): open pages here.
     pub url: String,
+    /// Its address (`127.0.0.1:<port>`), for a non-HTTP client.
+    pub addr: String,
     shared: Arc<Shared>,
 }
 
 impl FaultProxy {
     /// Proxy to `upstream` (`http://host:port`).
     pub async fn start(upstream: &str) -> Self {
+        Self::start_with(upstream.trim_start_matches("http://"), true).await
+    }
+
+    /// Proxy raw TCP to `upstream` (`host:port`, or a `scheme://host:port`
+    /// URL such as a Redis URL): connect clients to `addr`.
+    pub async fn tcp(upstream: &str) -> Self {
+        let host_port = upstream.split("://").last().unwrap_or(upstream);
+        Self::start_with(host_port, false).await
+    }
+
+    async fn start_with(upstream: &str, http: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let addr = listener.local_addr().expect("addr").to_string();
+        let url = format!("http://{addr}");
         let shared = Arc::new(Shared {
-            upstream: upstream
-                .trim_start_matches("http://")
-                .trim_end_matches('/')
-                .to_string(),
+            http,
+            upstream: upstream.trim_end_matches('/').to_string(),
             network: AtomicU8::new(Network::Up as u8),
             cuts: watch::channel(0).0,
         });
@@ -59,7 +75,7 @@ impl FaultProxy {
                 tokio::spawn(relay(conn, s.clone()));
             }
         });
-        Self { url, shared }
+        Self { url, addr, shared }
     }
 
     /// Let through what `network` says from now on (open connections stay).
@@ -89,7 +105,7 @@ async fn relay(mut browser: TcpStream, s: Arc<Shared>) {
     // The request head says whether this is a WebSocket handshake.
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
+    while s.http && !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
         match browser.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => head.extend_from_slice(&buf[..n]),

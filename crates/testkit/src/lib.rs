@@ -60,6 +60,9 @@ pub struct Options {
     pub agent: Agent,
     /// Extra environment for every service (`CONFAB_*` overrides).
     pub env: Vec<(String, String)>,
+    /// Extra environment for the backend instances only, after `env`
+    /// (e.g. `CONFAB_REDIS_URL` through a [`FaultProxy::tcp`]).
+    pub backend_env: Vec<(String, String)>,
     /// How many backend instances web fronts (its `CONFAB_BACKEND_URL`
     /// lists them all); at least one.
     pub backends: usize,
@@ -71,6 +74,45 @@ pub struct Options {
     /// [`Payments`]) and configure the backend with it: Pro costs
     /// [`payments::PRO_PRICE`], webhooks go to the first backend.
     pub payments: bool,
+    /// Browsers to start while the services start rather than after them
+    /// (a Chromium session takes about a second to open): `h.browser()` and
+    /// `h.browser_as(name, ua)` hand out the matching one at once.
+    pub browsers: Vec<BrowserSpec>,
+}
+
+/// A browser the harness starts up front ([`Options::browsers`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrowserSpec {
+    /// `None`: `h.browser()`'s (the artifacts folder itself); `Some(name)`:
+    /// `h.browser_as(name, …)`'s (a folder of its own).
+    pub name: Option<&'static str>,
+    pub user_agent: Option<&'static str>,
+}
+
+impl BrowserSpec {
+    /// What `h.browser()` returns.
+    pub const DEFAULT: Self = Self {
+        name: None,
+        user_agent: None,
+    };
+
+    /// What `h.browser_as(name, user_agent)` returns.
+    pub const fn named(name: &'static str, user_agent: Option<&'static str>) -> Self {
+        Self {
+            name: Some(name),
+            user_agent,
+        }
+    }
+}
+
+impl Options {
+    /// The defaults, with one browser started alongside the services.
+    pub fn with_browser() -> Self {
+        Self {
+            browsers: vec![BrowserSpec::DEFAULT],
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for Options {
@@ -78,9 +120,11 @@ impl Default for Options {
         Self {
             agent: Agent::StandIn,
             env: Vec::new(),
+            backend_env: Vec::new(),
             backends: 1,
             oidc: false,
             payments: false,
+            browsers: Vec::new(),
         }
     }
 }
@@ -106,6 +150,10 @@ pub struct Harness {
     pub http: reqwest::Client,
     procs: Vec<Proc>,
     started: Instant,
+    /// How long `start_with` took (reported with the test's time).
+    start_took: std::time::Duration,
+    /// Browsers started up front, not yet handed out.
+    browsers: std::sync::Mutex<Vec<(BrowserSpec, tokio::task::JoinHandle<Browser>)>>,
     confab_bin: &'static str,
     auth_env: Vec<(String, String)>,
     backend_env: Vec<(String, String)>,
@@ -132,6 +180,21 @@ impl Harness {
         let artifacts = PathBuf::from(build.target_tmpdir).join("e2e").join(name);
         let _ = std::fs::remove_dir_all(&artifacts);
         std::fs::create_dir_all(&artifacts).expect("artifacts folder");
+        // Chromium starts while the databases are cloned and the services
+        // start: neither waits for the other.
+        let browsers = options
+            .browsers
+            .iter()
+            .map(|spec| {
+                let dir = match spec.name {
+                    None => artifacts.clone(),
+                    Some(n) => artifacts.join(n),
+                };
+                let ua = spec.user_agent;
+                let task = tokio::spawn(async move { Browser::start_as(&dir, ua).await });
+                (*spec, task)
+            })
+            .collect();
 
         let dbs = db::TestDatabases::create(name).await;
         let redis_url = db::redis_url();
@@ -266,6 +329,7 @@ impl Harness {
             // One worker: a test sees the replies one after the other.
             backend_env.push(("CONFAB_LOCAL_WORKERS".into(), "1".into()));
         }
+        backend_env.extend(options.backend_env.iter().cloned());
         // Insert-if-absent: a test's own env may already name these.
         let mut harness = Harness {
             name: name.to_string(),
@@ -286,6 +350,8 @@ impl Harness {
                 .expect("http client"),
             procs,
             started,
+            start_took: std::time::Duration::ZERO,
+            browsers: std::sync::Mutex::new(browsers),
             confab_bin: bin,
             auth_env,
             backend_env: backend_env.clone(),
@@ -313,7 +379,21 @@ impl Harness {
             p.set_webhook(&format!("{}/v1/billing/webhook", harness.backend_url))
                 .await;
         }
+        harness.start_took = started.elapsed();
         harness
+    }
+
+    /// The browser started up front for `spec`, if there is one left.
+    async fn prestarted(&self, spec: BrowserSpec) -> Option<Browser> {
+        let task = {
+            let mut list = self.browsers.lock().unwrap_or_else(|e| e.into_inner());
+            let i = list.iter().position(|(s, _)| *s == spec)?;
+            list.remove(i).1
+        };
+        Some(match task.await {
+            Ok(b) => b,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        })
     }
 
     async fn spawn(
@@ -352,15 +432,26 @@ impl Harness {
         Socket::connect(&self.web_ws_url(), Some(&self.web_url)).await
     }
 
-    /// Start a headless Chromium session for this test.
+    /// A headless Chromium session for this test: the one started with the
+    /// services ([`Options::browsers`]) if there is one, else a new one.
     pub async fn browser(&self) -> Browser {
-        Browser::start(&self.artifacts).await
+        match self.prestarted(BrowserSpec::DEFAULT).await {
+            Some(b) => b,
+            None => Browser::start(&self.artifacts).await,
+        }
     }
 
     /// A headless Chromium of its own (profile and artifacts under `name`),
     /// optionally with another User-Agent: a second device of a user.
-    pub async fn browser_as(&self, name: &str, user_agent: Option<&str>) -> Browser {
-        Browser::start_as(&self.artifacts.join(name), user_agent).await
+    pub async fn browser_as(
+        &self,
+        name: &'static str,
+        user_agent: Option<&'static str>,
+    ) -> Browser {
+        match self.prestarted(BrowserSpec::named(name, user_agent)).await {
+            Some(b) => b,
+            None => Browser::start_as(&self.artifacts.join(name), user_agent).await,
+        }
     }
 
     /// Start one more web process, fronting `backend_url` (a second origin
@@ -510,11 +601,20 @@ impl Drop for Harness {
         if failed {
             self.print_logs();
         }
+        // Every process gets its SIGTERM at once; then each is waited for.
+        let stopping = confab_core::clock::instant();
+        for p in &mut self.procs {
+            p.terminate();
+        }
         for p in &mut self.procs {
             p.stop();
         }
         if !failed {
-            timing::record(&self.name, self.started.elapsed());
+            timing::record(
+                &self.name,
+                self.started.elapsed(),
+                &[("start", self.start_took), ("stop", stopping.elapsed())],
+            );
         }
         self.dbs.drop_now();
         remove_redis_keys(&db::redis_url(), &self.redis_prefix);
@@ -538,7 +638,7 @@ where
             confab_core::clock::instant() < deadline,
             "timed out after {secs}s waiting for: {what}"
         );
-        confab_core::clock::sleep(std::time::Duration::from_millis(50)).await;
+        confab_core::clock::sleep(browser::POLL).await;
     }
 }
 

@@ -13,6 +13,8 @@ pub struct Proc {
     pub url: String,
     child: Option<Child>,
     log: PathBuf,
+    /// SIGTERM was sent (once is enough: it starts the graceful shutdown).
+    terminated: bool,
 }
 
 impl Proc {
@@ -69,6 +71,7 @@ impl Proc {
             url: String::new(),
             child: Some(child),
             log,
+            terminated: false,
         };
         match tokio::time::timeout(Duration::from_secs(60), rx).await {
             Ok(Ok(url)) => proc.url = url,
@@ -94,7 +97,7 @@ impl Proc {
                 Ok(r) => last = r.text().await.unwrap_or_default(),
                 Err(e) => last = e.to_string(),
             }
-            confab_core::clock::sleep(Duration::from_millis(50)).await;
+            confab_core::clock::sleep(Duration::from_millis(10)).await;
         }
         panic!(
             "{} never became ready ({last}); its log:\n{}",
@@ -103,20 +106,29 @@ impl Proc {
         );
     }
 
-    /// SIGTERM (graceful shutdown), then SIGKILL after a grace period.
     /// The process id while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }
 
+    /// Send SIGTERM without waiting (to stop several processes at once;
+    /// `stop` then waits).
+    pub fn terminate(&mut self) {
+        if let (Some(pid), false) = (self.pid(), self.terminated) {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+            self.terminated = true;
+        }
+    }
+
+    /// SIGTERM (graceful shutdown), then SIGKILL after a grace period.
     pub fn stop(&mut self) {
+        self.terminate();
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
         let deadline = confab_core::clock::instant() + Duration::from_secs(5);
         loop {
             match child.try_wait() {

@@ -18,7 +18,9 @@ pub fn report_path() -> PathBuf {
     workspace_root().join("target/e2e-report.txt")
 }
 
-pub fn record(name: &str, elapsed: Duration) {
+/// Append `name`'s time to the report; `phases` (how long the harness took
+/// to start, to stop, …) follow it on the line.
+pub fn record(name: &str, elapsed: Duration, phases: &[(&str, Duration)]) {
     let secs = elapsed.as_secs_f64();
     let file: serde_json::Value =
         std::fs::read_to_string(workspace_root().join("tests/unified/e2e/baseline.json"))
@@ -35,6 +37,15 @@ pub fn record(name: &str, elapsed: Duration) {
         ),
         Some(b) => format!("ok      {name:<40} {secs:>7.2}s  baseline {b:.2}s"),
         None => format!("new     {name:<40} {secs:>7.2}s  (no baseline yet)"),
+    };
+    let phases: Vec<String> = phases
+        .iter()
+        .map(|(what, d)| format!("{what} {:.2}s", d.as_secs_f64()))
+        .collect();
+    let line = if phases.is_empty() {
+        line
+    } else {
+        format!("{line}  [{}]", phases.join(", "))
     };
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)

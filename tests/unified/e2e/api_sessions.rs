@@ -6,7 +6,9 @@
 
 use crate::BUILD;
 use base64::Engine;
-use confab_testkit::{eventually, Harness, Options, TestUser};
+use confab_testkit::{
+    eventually, user::unique_email, FaultProxy, Harness, Network, Options, Socket, TestUser,
+};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -392,3 +394,135 @@ async fn cookie_endpoints_refuse_cross_site_use() {
         .contains("Max-Age=0"));
     assert_eq!(both_services(&h, &user.access_token).await, (401, 401));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sockets_revocation_check_fails_closed_when_redis_fails() {
+    // The backend reaches Redis through a proxy the test can cut; auth and
+    // the test reach it directly.
+    let redis = FaultProxy::tcp(&confab_testkit::db::redis_url()).await;
+    let h = Harness::start_with(
+        BUILD,
+        "api_socket_redis_down",
+        Options {
+            backend_env: vec![("CONFAB_REDIS_URL".into(), format!("redis://{}", redis.addr))],
+            ..Default::default()
+        },
+    )
+    .await;
+    let ws_url = h.backend_url.replacen("http://", "ws://", 1) + "/v1/ws";
+    let user = h.sign_up().await;
+    let mut open = Socket::connect(&ws_url, None).await;
+    open.authenticate(&user.access_token).await;
+
+    redis.set(Network::Down);
+    redis.cut();
+    // Its pub/sub subscription gone, the instance cannot hear sign-outs:
+    // every socket it holds is closed, to reconnect and be checked again.
+    assert_eq!(open.expect_close().await, 4009);
+    // A new socket with a valid token is refused, not admitted unchecked.
+    let mut refused = Socket::connect(&ws_url, None).await;
+    refused
+        .send(json!({"type": "auth", "token": user.access_token}))
+        .await;
+    let frame = refused.recv().await;
+    assert_eq!(frame["type"], "error", "{frame}");
+    assert_eq!(frame["retryable"], true, "{frame}");
+    assert_eq!(refused.expect_close().await, 1011);
+    assert_eq!(frame["code"], "internal", "{frame}");
+    // As over HTTP: the request fails, it is not served unchecked.
+    let (status, body) = h
+        .get(
+            &format!("{}/v1/threads", h.backend_url),
+            Some(&user.access_token),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (500, Some("internal")),
+        "{body}"
+    );
+
+    // Signed out meanwhile (auth still reaches Redis); then Redis is back.
+    assert_eq!(h.log_out(&user.access_token).await, 204);
+    redis.set(Network::Up);
+    let fresh = log_in(&h, &user, CHROME_LINUX, "203.0.113.9").await.access;
+    eventually(10, "a socket admitted once Redis answers again", || async {
+        let mut ws = Socket::try_connect(&ws_url, None).await.ok()?;
+        ws.send(json!({"type": "auth", "token": fresh})).await;
+        (ws.recv().await["type"] == "ready").then_some(())
+    })
+    .await;
+    // The sign-out made while the check could not run still holds.
+    let mut revoked = Socket::connect(&ws_url, None).await;
+    revoked
+        .send(json!({"type": "auth", "token": user.access_token}))
+        .await;
+    assert_eq!(revoked.recv().await["code"], "session_revoked");
+    assert_eq!(revoked.expect_close().await, 4003);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_in_takes_as_long_for_an_unknown_email_as_for_a_wrong_password() {
+    // OWASP ASVS 6.3.x: neither the answer nor its timing tells which
+    // accounts exist. Production's Argon2 cost (19 MiB, t=2): the hash is
+    // what an unknown email must not skip.
+    let h = Harness::start(BUILD, "api_login_timing").await;
+    let user = h.sign_up().await;
+    let unknown = unique_email("nobody");
+    let attempt = |email: String| {
+        let h = &h;
+        async move {
+            let started = confab_core::clock::instant();
+            let r = h
+                .http
+                .post(format!("{}/v1/auth/login", h.auth_url))
+                .json(&json!({"email": email, "password": "not the password"}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap();
+            (status, body, started.elapsed().as_secs_f64() * 1e3)
+        }
+    };
+    let (_, known_body, _) = attempt(user.email.clone()).await;
+    let (_, unknown_body, _) = attempt(unknown.clone()).await;
+    assert_eq!(known_body, unknown_body, "the bodies tell accounts apart");
+    // Each sample is a pair sent at the same moment (which one leaves first
+    // alternates), so both kinds meet the same instant of a shared, busy
+    // machine; then compare the medians.
+    let (mut known, mut absent) = (Vec::new(), Vec::new());
+    for i in 0..PAIRS {
+        let ((sk, bk, tk), (su, bu, tu)) = if i % 2 == 0 {
+            tokio::join!(attempt(user.email.clone()), attempt(unknown.clone()))
+        } else {
+            let (u, k) = tokio::join!(attempt(unknown.clone()), attempt(user.email.clone()));
+            (k, u)
+        };
+        assert_eq!((sk, su), (401, 401));
+        assert!(
+            bk == known_body && bu == known_body,
+            "the bodies tell accounts apart"
+        );
+        known.push(tk);
+        absent.push(tu);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mk, mu) = (median(&mut known), median(&mut absent));
+    let gap = (mk - mu).abs() / mk.max(mu);
+    eprintln!(
+        "log-in medians over {PAIRS} pairs: wrong password {mk:.1} ms, unknown email {mu:.1} ms ({:.1} % apart)",
+        gap * 100.0
+    );
+    assert!(
+        gap <= 0.10,
+        "median log-in: wrong password {mk:.1} ms, unknown email {mu:.1} ms ({:.0} % apart)",
+        gap * 100.0
+    );
+}
+
+/// Samples of each kind in the log-in timing test.
+const PAIRS: usize = 40;

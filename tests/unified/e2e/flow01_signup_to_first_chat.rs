@@ -6,7 +6,7 @@
 //! page (seen while still being generated) and ends rendered as Markdown.
 
 use crate::BUILD;
-use confab_testkit::{browser::by_testid, eventually, user::unique_email, Harness, Reply};
+use confab_testkit::{browser::by_testid, eventually, user::unique_email, Harness, Options, Reply};
 use fantoccini::{Client, Locator};
 use std::sync::Arc;
 
@@ -22,7 +22,12 @@ async fn text(c: &Client, css: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow01_signup_to_first_chat() {
-    let h = Harness::start(BUILD, "flow01_signup_to_first_chat").await;
+    let h = Harness::start_with(
+        BUILD,
+        "flow01_signup_to_first_chat",
+        Options::with_browser(),
+    )
+    .await;
     let gate = Arc::new(tokio::sync::Notify::new());
     h.llm.as_ref().expect("stand-in").script([Reply::Gated {
         before: vec!["Hello ".into(), "**there**".into()],

@@ -11,10 +11,14 @@
 
 use crate::BUILD;
 use confab_testkit::{
-    browser::by_testid, eventually, oidc::Agent, user::unique_email, Harness, Options,
+    browser::{by_testid, wait_for},
+    eventually,
+    oidc::Agent,
+    user::unique_email,
+    Harness, Options,
 };
 use fantoccini::{Client, Locator};
-use std::{collections::BTreeSet, time::Duration};
+use std::collections::BTreeSet;
 
 async fn text(c: &Client, css: &str) -> Option<String> {
     c.find(Locator::Css(css)).await.ok()?.text().await.ok()
@@ -41,7 +45,7 @@ async fn flow02_oauth_login_to_history() {
         "flow02_oauth_login_to_history",
         Options {
             oidc: true,
-            ..Default::default()
+            ..Options::with_browser()
         },
     )
     .await;
@@ -105,12 +109,7 @@ async fn flow02_oauth_login_to_history() {
             button.click().await.expect("click Log in with Google");
 
             // The provider's own log-in page, on the provider's origin.
-            let login = c
-                .wait()
-                .at_most(Duration::from_secs(10))
-                .for_element(Locator::Css("input[name=login]"))
-                .await
-                .expect("the provider's log-in form");
+            let login = wait_for(&c, "input[name=login]").await;
             let here = c.current_url().await.unwrap();
             assert_eq!(
                 here.origin().ascii_serialization(),
@@ -131,11 +130,7 @@ async fn flow02_oauth_login_to_history() {
                 .unwrap();
 
             // Its consent page.
-            c.wait()
-                .at_most(Duration::from_secs(10))
-                .for_element(Locator::Css("input[name=prompt][value=consent]"))
-                .await
-                .expect("the provider's consent page");
+            wait_for(&c, "input[name=prompt][value=consent]").await;
             c.find(Locator::Css("button[type=submit]"))
                 .await
                 .unwrap()

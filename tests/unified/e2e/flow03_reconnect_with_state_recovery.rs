@@ -84,7 +84,12 @@ async fn shown_thread(c: &Client) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow03_reconnect_with_state_recovery() {
-    let h = Harness::start(BUILD, "flow03_reconnect_with_state_recovery").await;
+    let h = Harness::start_with(
+        BUILD,
+        "flow03_reconnect_with_state_recovery",
+        Options::with_browser(),
+    )
+    .await;
     let proxy = FaultProxy::start(&h.web_url).await;
     let user = h.sign_up().await;
     let llm = h.llm.clone().unwrap();
@@ -191,7 +196,12 @@ async fn flow03_reconnect_with_state_recovery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow03_reload_with_an_unsent_message() {
-    let h = Harness::start(BUILD, "flow03_reload_with_an_unsent_message").await;
+    let h = Harness::start_with(
+        BUILD,
+        "flow03_reload_with_an_unsent_message",
+        Options::with_browser(),
+    )
+    .await;
     let proxy = FaultProxy::start(&h.web_url).await;
     let user = h.sign_up().await;
     let browser = h.browser().await;
@@ -264,7 +274,7 @@ async fn flow03_the_instance_writing_the_reply_is_killed() {
         Options {
             backends: 2,
             env: vec![("CONFAB_REPLY_LEASE_SECS".into(), "1".into())],
-            ..Default::default()
+            ..Options::with_browser()
         },
     )
     .await;

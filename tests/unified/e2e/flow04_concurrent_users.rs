@@ -12,7 +12,7 @@
 use crate::BUILD;
 use confab_testkit::{
     browser::{by_testid, log_in},
-    eventually, Harness, Options, Socket, TestUser,
+    eventually, BrowserSpec, Harness, Options, Socket, TestUser,
 };
 use fantoccini::Client;
 use futures::future::join_all;
@@ -116,6 +116,7 @@ async fn flow04_concurrent_users() {
         "flow04_concurrent_users",
         Options {
             backends: 2,
+            browsers: vec![BrowserSpec::DEFAULT; BROWSER_USERS],
             ..Default::default()
         },
     )

@@ -10,13 +10,16 @@
 //! and still nothing sent is lost or doubled.
 
 use crate::BUILD;
-use confab_testkit::{browser::by_testid, eventually, Harness, Options, TestUser};
+use confab_testkit::{
+    browser::{by_testid, connected, log_in, log_in_then_open},
+    eventually, Harness, Options, TestUser,
+};
 use fantoccini::{Client, Locator};
 
 fn short_tokens() -> Options {
     Options {
         env: vec![("CONFAB_ACCESS_TOKEN_TTL_SECS".into(), "1".into())],
-        ..Default::default()
+        ..Options::with_browser()
     }
 }
 
@@ -29,38 +32,6 @@ async fn html_data(c: &Client, name: &str) -> u64 {
     .ok()
     .and_then(|v| v.as_str().and_then(|s| s.parse().ok()))
     .unwrap_or(0)
-}
-
-async fn log_in(c: &Client, h: &Harness, user: &TestUser, page: &str) {
-    c.goto(&format!("{}/login", h.web_url))
-        .await
-        .expect("login page");
-    by_testid(c, "login-email")
-        .await
-        .send_keys(&user.email)
-        .await
-        .unwrap();
-    by_testid(c, "login-password")
-        .await
-        .send_keys(&user.password)
-        .await
-        .unwrap();
-    by_testid(c, "login-submit").await.click().await.unwrap();
-    eventually(10, "the chat page after log-in", || async {
-        (c.current_url().await.ok()?.path() == "/app").then_some(())
-    })
-    .await;
-    if page != "/app" {
-        c.goto(&format!("{}{page}", h.web_url)).await.unwrap();
-    }
-    eventually(10, "the socket to connect", || async {
-        let el = c
-            .find(Locator::Css("[data-testid=connection-status]"))
-            .await
-            .ok()?;
-        (el.attr("data-state").await.ok()?? == "connected").then_some(())
-    })
-    .await;
 }
 
 /// Send `text` and wait until its reply is complete on the page.
@@ -112,7 +83,7 @@ async fn flow05_token_refresh_during_chat() {
     let (h, user) = (&h, &user);
     browser
         .run(|c| async move {
-            log_in(&c, h, user, "/app").await;
+            log_in(&c, &h.web_url, user).await;
             // Chat on until the page has handed the socket three new tokens:
             // three expiries of a one-second token, without a new log-in.
             // A person types between messages: pace them.
@@ -164,7 +135,8 @@ async fn flow05_expired_socket_reconnects_without_losing_anything() {
     let (h, user) = (&h, &user);
     browser
         .run(|c| async move {
-            log_in(&c, h, user, "/app?debug-withhold-reauth").await;
+            log_in_then_open(&c, &h.web_url, user, "/app?debug-withhold-reauth").await;
+            connected(&c).await;
             // Keep chatting across the server closing the socket (4001) and
             // the page reconnecting with a refreshed token.
             let deadline = confab_core::clock::instant() + std::time::Duration::from_secs(8);

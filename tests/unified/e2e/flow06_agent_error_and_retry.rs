@@ -36,7 +36,7 @@ fn options() -> Options {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-        ..Options::default()
+        ..Options::with_browser()
     }
 }
 

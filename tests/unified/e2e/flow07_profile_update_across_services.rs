@@ -6,7 +6,7 @@
 //! cache holds the new version, and the event was applied exactly once.
 
 use crate::BUILD;
-use confab_testkit::{browser::by_testid, browser::log_in, eventually, Harness};
+use confab_testkit::{browser::by_testid, browser::log_in, eventually, Harness, Options};
 use fantoccini::{Client, Locator};
 use redis::AsyncCommands;
 use std::time::Duration;
@@ -18,7 +18,12 @@ async fn text(c: &Client, css: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow07_profile_update_across_services() {
-    let h = Harness::start(BUILD, "flow07_profile_update_across_services").await;
+    let h = Harness::start_with(
+        BUILD,
+        "flow07_profile_update_across_services",
+        Options::with_browser(),
+    )
+    .await;
     let alice = h.sign_up().await;
     h.events_settled().await;
     let browser = h.browser().await;

@@ -11,10 +11,10 @@
 
 use crate::BUILD;
 use confab_testkit::{
-    browser::{by_testid, downloaded, downloads_dir},
+    browser::{by_testid, downloaded, downloads_dir, log_in_then_open},
     eventually,
     user::TestUser,
-    Harness,
+    Harness, Options,
 };
 use fantoccini::{Client, Locator};
 use reqwest::Method;
@@ -112,7 +112,7 @@ async fn listed_threads(c: &Client) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow09_export_and_delete() {
-    let h = Harness::start(BUILD, "flow09_export_and_delete").await;
+    let h = Harness::start_with(BUILD, "flow09_export_and_delete", Options::with_browser()).await;
     let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
     let name = format!("Grace {tag}");
     let grace = TestUser::sign_up_named(&h, &name).await;
@@ -141,23 +141,7 @@ async fn flow09_export_and_delete() {
     browser
         .run(|c| async move {
             // Log in and open the settings page.
-            c.goto(&format!("{}/login", h.web_url)).await.unwrap();
-            by_testid(&c, "login-email")
-                .await
-                .send_keys(&grace.email)
-                .await
-                .unwrap();
-            by_testid(&c, "login-password")
-                .await
-                .send_keys(&grace.password)
-                .await
-                .unwrap();
-            by_testid(&c, "login-submit").await.click().await.unwrap();
-            eventually(15, "the chat page after log-in", || async {
-                (c.current_url().await.ok()?.path() == "/app").then_some(())
-            })
-            .await;
-            c.goto(&format!("{}/settings", h.web_url)).await.unwrap();
+            log_in_then_open(&c, &h.web_url, grace, "/settings").await;
 
             // 1. Export everything as JSON and as Markdown, through Chromium's downloads.
             by_testid(&c, "export-json").await.click().await.unwrap();

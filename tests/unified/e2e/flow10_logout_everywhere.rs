@@ -14,39 +14,15 @@
 //! saying why.
 
 use crate::BUILD;
-use confab_testkit::{browser::by_testid, eventually, Harness, Socket, TestUser};
+use confab_testkit::{
+    browser::{by_testid, log_in},
+    eventually, BrowserSpec, Harness, Options, Socket,
+};
 use fantoccini::{Client, Locator};
 use serde_json::{json, Value};
 use std::time::Duration;
 
 const PHONE_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
-
-async fn log_in(c: &Client, web: &str, user: &TestUser) {
-    c.goto(&format!("{web}/login")).await.expect("login page");
-    by_testid(c, "login-email")
-        .await
-        .send_keys(&user.email)
-        .await
-        .unwrap();
-    by_testid(c, "login-password")
-        .await
-        .send_keys(&user.password)
-        .await
-        .unwrap();
-    by_testid(c, "login-submit").await.click().await.unwrap();
-    connected(c).await;
-}
-
-async fn connected(c: &Client) {
-    eventually(10, "the chat socket to connect", || async {
-        let el = c
-            .find(Locator::Css("[data-testid=connection-status]"))
-            .await
-            .ok()?;
-        (el.attr("data-state").await.ok()?? == "connected").then_some(())
-    })
-    .await;
-}
 
 async fn chat(c: &Client, text: &str) {
     let done = "[data-testid=message][data-role=assistant][data-status=complete]";
@@ -130,7 +106,18 @@ async fn refresh_is_dead(h: &Harness, refresh: &str, reason: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow10_logout_everywhere() {
-    let mut h = Harness::start(BUILD, "flow10_logout_everywhere").await;
+    let mut h = Harness::start_with(
+        BUILD,
+        "flow10_logout_everywhere",
+        Options {
+            browsers: vec![
+                BrowserSpec::named("laptop", None),
+                BrowserSpec::named("phone", Some(PHONE_UA)),
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
     let backend_b = h.add_backend().await;
     let web_b = h.add_web(&backend_b).await;
     let (web_a, backend_a) = (h.web_url.clone(), h.backend_url.clone());

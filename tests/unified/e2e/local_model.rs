@@ -4,7 +4,7 @@
 //! corrupt stops the backend with the documented error.
 
 use crate::BUILD;
-use confab_testkit::{browser::by_testid, eventually, Agent, Harness, Options};
+use confab_testkit::{browser::log_in, eventually, Agent, Harness, Options};
 use fantoccini::Locator;
 use serde_json::json;
 use std::process::{Command, Stdio};
@@ -34,7 +34,7 @@ async fn local_model_answers_in_the_chat_and_the_page_names_it() {
         "local_model_chat",
         Options {
             agent: Agent::Local,
-            ..Default::default()
+            ..Options::with_browser()
         },
     )
     .await;
@@ -109,18 +109,7 @@ async fn local_model_answers_in_the_chat_and_the_page_names_it() {
     let (h, user) = (&h, &user);
     browser
         .run(|c| async move {
-            c.goto(&format!("{}/login", h.web_url)).await.unwrap();
-            by_testid(&c, "login-email")
-                .await
-                .send_keys(&user.email)
-                .await
-                .unwrap();
-            by_testid(&c, "login-password")
-                .await
-                .send_keys(&user.password)
-                .await
-                .unwrap();
-            by_testid(&c, "login-submit").await.click().await.unwrap();
+            log_in(&c, &h.web_url, user).await;
             eventually(15, "the app page names the local model", || async {
                 let el = c
                     .find(Locator::Css("[data-testid=agent-model]"))

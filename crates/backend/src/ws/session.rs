@@ -11,7 +11,6 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use confab_core::{
     clock::{self, Clock},
     ids::{SessionId, UserId},
-    revocation,
     tokens::{TokenError, LEEWAY_SECS},
 };
 use futures::{stream::SplitSink, SinkExt, StreamExt};
@@ -44,6 +43,21 @@ async fn close_with(sink: &mut Sink, code: u16, reason: &str) {
     };
     write(sink, Message::Close(Some(frame))).await;
     let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
+}
+
+/// Refuse an authentication: the error frame, then the close code that
+/// says whether to refresh, sign in again or just retry later.
+async fn refuse(sink: &mut Sink, e: &Error) {
+    let code = match e {
+        Error::Token(TokenError::Expired) => close::TOKEN_EXPIRED,
+        Error::Token(TokenError::Revoked) | Error::AccountDeleted => close::SESSION_REVOKED,
+        // Our side is down (JWKS, Redis, database): not the token's fault.
+        Error::Token(TokenError::Jwks(_)) => close::UNAVAILABLE,
+        e if e.is_internal() => close::UNAVAILABLE,
+        _ => close::INVALID_TOKEN,
+    };
+    send(sink, &ServerFrame::from(e)).await;
+    close_with(sink, code, e.code()).await;
 }
 
 fn remaining(clock: &Clock, exp: i64) -> Duration {
@@ -84,37 +98,22 @@ pub(super) async fn run(state: AppState, socket: WebSocket) {
         Err(_) => return close_with(&mut sink, close::AUTH_REQUIRED, "auth timeout").await,
         _ => return close_with(&mut sink, close::AUTH_REQUIRED, "auth required").await,
     };
-    let claims = match identity::authenticate(&state, &token).await {
+    let claims = match state.verifier.verify(&token).await {
         Ok(c) => c,
-        Err(e) => {
-            let code = match &e {
-                Error::Token(TokenError::Expired) => close::TOKEN_EXPIRED,
-                Error::Token(TokenError::Revoked) | Error::AccountDeleted => close::SESSION_REVOKED,
-                // Our side is down (JWKS, Redis, database): not the token's fault.
-                Error::Token(TokenError::Jwks(_)) => close::UNAVAILABLE,
-                e if e.is_internal() => close::UNAVAILABLE,
-                _ => close::INVALID_TOKEN,
-            };
-            send(&mut sink, &ServerFrame::from(&e)).await;
-            return close_with(&mut sink, code, e.code()).await;
-        }
+        Err(e) => return refuse(&mut sink, &Error::from(e)).await,
     };
     let mut ctx = Ctx {
         user: claims.sub,
         sid: claims.sid,
         expires_at: claims.exp,
     };
+    // Registered before the revocation check: a sign-out announced from now
+    // on reaches this socket through the hub, and one announced before is
+    // in Redis for the check, which fails closed (a Redis error or timeout
+    // refuses the socket, as it refuses an HTTP request).
     let (_registration, mut outbound) = state.hub.register(ctx.user, ctx.sid);
-    // A logout announced between the check in `authenticate` and the
-    // registration reached no socket of ours: check once more (failing
-    // closed, like the first check).
-    match revocation::is_revoked(&state.redis, &state.keys, ctx.sid).await {
-        Ok(false) => {}
-        Ok(true) => return close_with(&mut sink, close::SESSION_REVOKED, "session revoked").await,
-        Err(e) => {
-            tracing::warn!(error = %e, "revocation re-check failed; closing the socket");
-            return close_with(&mut sink, close::UNAVAILABLE, "try again").await;
-        }
+    if let Err(e) = identity::admit(&state, &claims).await {
+        return refuse(&mut sink, &e).await;
     }
     let ready = ServerFrame::Ready {
         user_id: ctx.user,
