@@ -302,6 +302,24 @@ pub async fn log_in_then_open(c: &Client, web_url: &str, user: &crate::TestUser,
     c.goto(&format!("{web_url}{page}"))
         .await
         .unwrap_or_else(|e| panic!("open {page}: {e}"));
+    settled(c).await;
+}
+
+/// Wait until no part of the page is still loading (`aria-busy="true"`):
+/// sections that fill in later change the layout, and a click computed
+/// before they do can land on whatever moved under it.
+pub async fn settled(c: &Client) {
+    crate::eventually(15, "the page to finish loading", || async {
+        let busy = c
+            .execute(
+                "return document.querySelector('[aria-busy=\"true\"]') !== null",
+                vec![],
+            )
+            .await
+            .ok()?;
+        (busy == serde_json::Value::Bool(false)).then_some(())
+    })
+    .await;
 }
 
 async fn submit_log_in(c: &Client, web_url: &str, user: &crate::TestUser) {

@@ -6,7 +6,10 @@
 //! cache holds the new version, and the event was applied exactly once.
 
 use crate::BUILD;
-use confab_testkit::{browser::by_testid, browser::log_in, eventually, Harness, Options};
+use confab_testkit::{
+    browser::{by_testid, log_in, settled},
+    eventually, Harness, Options,
+};
 use fantoccini::{Client, Locator};
 use redis::AsyncCommands;
 use std::time::Duration;
@@ -38,6 +41,7 @@ async fn flow07_profile_update_across_services() {
             let tab_a = c.new_window(true).await.unwrap().handle;
             c.switch_to_window(tab_a.clone()).await.unwrap();
             c.goto(&format!("{}/settings", h.web_url)).await.unwrap();
+            settled(&c).await;
             eventually(10, "the settings form filled in", || async {
                 let el = c
                     .find(Locator::Css("[data-testid=profile-display-name]"))
