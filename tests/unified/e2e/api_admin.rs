@@ -47,6 +47,8 @@ fn admin_routes(h: &Harness, target: &str) -> Vec<(reqwest::Method, String)> {
         ),
         (Method::GET, format!("{a}/v1/auth/admin/audit")),
         (Method::GET, format!("{b}/v1/admin/profiles?ids={target}")),
+        (Method::POST, format!("{b}/v1/admin/users/{target}/plan")),
+        (Method::GET, format!("{b}/v1/admin/audit")),
         (Method::GET, format!("{w}/v1/admin/status")),
     ];
     // The same through web's proxy, as the browser calls them.
@@ -259,6 +261,49 @@ async fn admin_routes_refuse_everyone_but_admins() {
             (422, Some("invalid_ids"))
         );
     }
+
+    // Plans: the admin puts the user on pro, through the plans domain,
+    // audited in the backend; bad plans and accounts are refused.
+    let plan_url = |id: &str| format!("{b}/v1/admin/users/{id}/plan");
+    let (s, body) = h.post(&plan_url(&user.id), t, json!({"plan": "pro"})).await;
+    assert_eq!(
+        (s, body["plan"].as_str(), body["previous"].as_str()),
+        (200, Some("pro"), Some("free")),
+        "{body}"
+    );
+    let plan: String = sqlx::query_scalar("SELECT plan FROM profiles WHERE user_id = $1::uuid")
+        .bind(&user.id)
+        .fetch_one(&h.dbs.backend)
+        .await
+        .unwrap();
+    assert_eq!(plan, "pro");
+    let (s, body) = h
+        .post(&plan_url(&user.id), t, json!({"plan": "gold"}))
+        .await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (422, Some("unknown_plan")),
+        "{body}"
+    );
+    for id in [uuid::Uuid::now_v7().to_string(), "nope".to_string()] {
+        let (s, _) = h.post(&plan_url(&id), t, json!({"plan": "pro"})).await;
+        assert_eq!(s, 404, "{id}");
+    }
+    let (s, body) = h.post(&plan_url(&user.id), t, json!({"plan": 5})).await;
+    assert_eq!(s, 400, "{body}");
+    let (s, audit) = h.get(&format!("{b}/v1/admin/audit"), t).await;
+    assert_eq!(s, 200, "{audit}");
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(
+        entries.len(),
+        1,
+        "only the change (a refused one writes nothing): {audit}"
+    );
+    let changed = entries.iter().find(|e| e["detail"]["to"] == "pro").unwrap();
+    assert_eq!(changed["action"], "user.plan");
+    assert_eq!(changed["actor_email"], admin.email.as_str());
+    assert_eq!(changed["target_email"], user.email.as_str());
+    assert_eq!(changed["detail"]["from"], "free");
 
     // Web's status summary, for the admin.
     let (s, status) = h.get(&format!("{}/v1/admin/status", h.web_url), t).await;

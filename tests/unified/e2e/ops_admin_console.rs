@@ -192,7 +192,14 @@ async fn ops_admin_console() {
                         .unwrap()
                 }
             };
-            assert_eq!(cell("admin-user-plan").await, "free");
+            let plan = row
+                .find(Locator::Css("[data-testid=admin-user-plan]"))
+                .await
+                .unwrap();
+            assert_eq!(
+                plan.attr("data-plan").await.unwrap().as_deref(),
+                Some("free")
+            );
             assert_eq!(cell("admin-user-sessions").await, "1");
             assert_eq!(cell("admin-user-status").await, "Active");
             row.find(Locator::Css("[data-testid=admin-user-disable]"))

@@ -42,6 +42,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/v1/billing/cancel", "post"),
     ("/v1/billing/webhook", "post"),
     ("/v1/admin/profiles", "get"),
+    ("/v1/admin/users/{id}/plan", "post"),
+    ("/v1/admin/audit", "get"),
     ("/v1/ws", "get"),
     ("/readyz", "get"),
     ("/openapi.json", "get"),
@@ -74,6 +76,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/billing/cancel", post(billing::cancel))
         .route("/v1/billing/webhook", post(billing::webhook))
         .route("/v1/admin/profiles", get(admin::profiles))
+        .route("/v1/admin/users/{id}/plan", post(admin::change_plan))
+        .route("/v1/admin/audit", get(admin::audit))
         .route("/v1/ws", get(crate::ws::upgrade))
         .route("/readyz", get(readyz))
         .route(

@@ -117,5 +117,6 @@ pub async fn delete_user(
         .bind(user)
         .execute(&mut *conn)
         .await?;
+    super::admin::forget_user(&mut *conn, user).await?;
     Ok(recent)
 }

@@ -10,6 +10,7 @@ const ACTIONS = {
   "user.enable": "Enabled the account",
   "role.grant": "Made admin",
   "role.revoke": "Removed admin",
+  "user.plan": "Changed the plan",
 };
 
 function describe(e) {
@@ -33,7 +34,11 @@ export function startAudit({ forbidden }) {
   async function load() {
     let data;
     try {
-      data = await api("/v1/auth/admin/audit?limit=200");
+      // Each service audits what it owns (accounts in auth, plans in the
+      // backend); one list, newest first.
+      const [auth, backend] = await Promise.all([api("/v1/auth/admin/audit?limit=200"), api("/v1/admin/audit?limit=200")]);
+      const entries = [...auth.entries, ...backend.entries].sort((a, b) => Date.parse(b.at) - Date.parse(a.at));
+      data = { entries: entries.slice(0, 200) };
     } catch (e) {
       if (e instanceof ApiError && e.status === 403) return forbidden();
       return showBanner({ key: "audit", kind: "error", testid: "admin-audit-error", text: `Couldn't load the audit log. ${e.message}` });

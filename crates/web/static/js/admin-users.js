@@ -42,23 +42,25 @@ export function startUsers({ me, forbidden }) {
     history.replaceState(null, "", q ? `${location.pathname}?q=${encodeURIComponent(q)}` : location.pathname);
     let data;
     let plans = new Map();
+    let choices = [];
     try {
       data = await api(`/v1/auth/admin/users?q=${encodeURIComponent(q)}&limit=50`);
       const ids = data.users.map((u) => u.id);
       if (ids.length) {
         const p = await api(`/v1/admin/profiles?ids=${ids.join(",")}`);
         plans = new Map(p.profiles.map((x) => [x.id, x]));
+        choices = p.plans || [];
       }
     } catch (e) {
       return fail(e, "load the users");
     }
     if (mine !== generation) return;
-    render(data, plans);
+    render(data, plans, choices);
   }
 
-  function render(data, plans) {
+  function render(data, plans, choices) {
     const rows = $("user-rows");
-    rows.replaceChildren(...data.users.map((u) => row(u, plans.get(u.id))));
+    rows.replaceChildren(...data.users.map((u) => row(u, plans.get(u.id), choices)));
     rows.setAttribute("aria-busy", "false");
     $("user-empty").hidden = data.users.length > 0;
     const n = data.users.length;
@@ -72,7 +74,7 @@ export function startUsers({ me, forbidden }) {
     return td;
   }
 
-  function row(u, profile) {
+  function row(u, profile, choices) {
     const tr = document.createElement("tr");
     tr.dataset.testid = "admin-user-row";
     tr.dataset.userId = u.id;
@@ -91,6 +93,23 @@ export function startUsers({ me, forbidden }) {
     email.dataset.testid = "admin-user-email";
     const plan = cell(profile ? profile.plan : "—");
     plan.dataset.testid = "admin-user-plan";
+    if (profile && choices.length) {
+      // Changing the plan: through the backend's plans domain, audited.
+      const select = document.createElement("select");
+      select.className = "plan-select";
+      select.dataset.testid = "admin-user-plan-select";
+      select.setAttribute("aria-label", `Plan of ${u.email}`);
+      for (const id of choices) {
+        const option = document.createElement("option");
+        option.value = id;
+        option.textContent = id;
+        option.selected = id === profile.plan;
+        select.append(option);
+      }
+      select.addEventListener("change", () => changePlan(u, select.value));
+      plan.replaceChildren(select);
+      plan.dataset.plan = profile.plan;
+    }
     const sessions = cell(String(u.sessions), "num");
     sessions.dataset.testid = "admin-user-sessions";
     const seen = latest(u.last_active_at, profile && profile.last_message_at);
@@ -138,6 +157,16 @@ export function startUsers({ me, forbidden }) {
     b.textContent = text;
     b.addEventListener("click", onClick);
     return b;
+  }
+
+  async function changePlan(user, plan) {
+    try {
+      const r = await api(`/v1/admin/users/${encodeURIComponent(user.id)}/plan`, { method: "POST", body: { plan } });
+      showBanner({ key: "users", kind: "info", testid: "admin-users-notice", text: `${user.email} is on ${r.plan} (was ${r.previous}).` });
+    } catch (e) {
+      fail(e, `change the plan of ${user.email}`);
+    }
+    load();
   }
 
   async function act(user, action) {
