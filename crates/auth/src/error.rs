@@ -96,6 +96,18 @@ pub enum Error {
     /// An admin may not disable their own account (nobody could enable it).
     #[error("You cannot disable your own account.")]
     CannotDisableSelf,
+    #[error("This confirmation link is not valid. Ask for a new one in Settings.")]
+    EmailLinkInvalid,
+
+    #[error("This confirmation link was already used. If your email has not changed, ask for a new link in Settings.")]
+    EmailLinkUsed,
+
+    #[error("This confirmation link has expired. Ask for a new one in Settings.")]
+    EmailLinkExpired,
+
+    /// The SMTP server refused or could not be reached; logged in detail.
+    #[error("We could not send the confirmation email just now, so nothing was changed. Try again in a few minutes.")]
+    MailUnavailable,
 
     #[error("No such endpoint.")]
     NotFound,
@@ -143,6 +155,9 @@ impl Error {
             Error::AvatarTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::AvatarType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::NotFound | Error::IdentityNotFound => StatusCode::NOT_FOUND,
+            Error::EmailLinkInvalid => StatusCode::BAD_REQUEST,
+            Error::EmailLinkUsed | Error::EmailLinkExpired => StatusCode::GONE,
+            Error::MailUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Error::LastSignInMethod => StatusCode::CONFLICT,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::Infra(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -172,6 +187,10 @@ impl Error {
             Error::UserNotFound => "user_not_found",
             Error::CannotDisableSelf => "cannot_disable_self",
             Error::NotFound => "not_found",
+            Error::EmailLinkInvalid => "email_link_invalid",
+            Error::EmailLinkUsed => "email_link_used",
+            Error::EmailLinkExpired => "email_link_expired",
+            Error::MailUnavailable => "mail_unavailable",
             Error::IdentityNotFound => "identity_not_found",
             Error::LastSignInMethod => "last_sign_in_method",
             Error::MethodNotAllowed => "method_not_allowed",

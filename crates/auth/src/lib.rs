@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod mail;
 pub mod oidc;
 pub mod store;
 pub mod throttle;
@@ -37,7 +38,10 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// How long shutdown waits for the outbox relay to finish its batch.
 const RELAY_STOP_TIMEOUT: Duration = Duration::from_secs(5);
-const DB_POOL_SIZE: u32 = 10;
+/// Every API request takes a connection for a few queries (the session
+/// check, the change and its outbox row); 10 ran out at 500 profile
+/// updates/s (`bench-events`). Connections are opened on demand.
+const DB_POOL_SIZE: u32 = 20;
 
 /// Settings of the auth service, read once at start.
 #[derive(Debug, Clone)]
@@ -80,9 +84,20 @@ pub struct Config {
     /// `CONFAB_ADMIN_EMAILS`: accounts with these emails are admins (as is
     /// the first account created).
     pub admin_emails: domain::AdminEmails,
+    /// `CONFAB_SMTP_*`: where emails go (logged when no host is set).
+    pub mail: mail::MailConfig,
+    /// `CONFAB_EMAIL_CHANGE_TTL_SECS` (default 3600): how long the link that
+    /// confirms a new email address works.
+    pub email_change_ttl: Duration,
 }
 
 impl Config {
+    /// `CONFAB_PUBLIC_URL`: the web origin as browsers see it, no trailing
+    /// slash (links in emails start with it).
+    pub fn public_url(&self) -> &str {
+        &self.oidc.public_url
+    }
+
     /// The refresh-token rules these settings describe.
     pub fn refresh_policy(&self) -> domain::RefreshPolicy {
         domain::RefreshPolicy {
@@ -124,9 +139,13 @@ impl Config {
         let oidc = oidc::OidcConfig::from_env(env)?;
         let admin_emails = domain::AdminEmails::parse(&env.string("CONFAB_ADMIN_EMAILS", ""))
             .map_err(|e| env.invalid("CONFAB_ADMIN_EMAILS", e))?;
+        let mail = mail::MailConfig::from_env(env)?;
+        let email_change_ttl = secs("CONFAB_EMAIL_CHANGE_TTL_SECS", 3600)?;
         Ok(Config {
             throttle: throttle::ThrottleConfig::from_env(env)?,
             admin_emails,
+            mail,
+            email_change_ttl,
             oidc,
             common,
             database_url,
@@ -176,6 +195,7 @@ pub async fn build(config: Config) -> Result<App, Error> {
         .map_err(|e| Error::Internal(format!("password hasher set-up failed: {e}")))??;
 
     let oidc = oidc::Oidc::new(config.oidc.clone())?;
+    let mailer = mail::Mailer::new(&config.mail)?;
     let keys = Keys::new(config.common.redis_prefix.clone());
     let signal = OutboxSignal::default();
     let stop_relay = CancellationToken::new();
@@ -220,6 +240,7 @@ pub async fn build(config: Config) -> Result<App, Error> {
         passwords: Arc::new(passwords),
         outbox: signal,
         oidc: Arc::new(oidc),
+        mailer: Arc::new(mailer),
     };
     http::admin::apply_admin_emails(&ctx).await?;
     let router = http::router(ctx);

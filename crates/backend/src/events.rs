@@ -16,23 +16,31 @@
 //!   [`ConsumerSettings::max_deliveries`] the entry moves to the dead-letter
 //!   stream. A failing event never holds up the ones behind it.
 //!
-//! Order: entries are applied in stream order, except a retried one, which
-//! comes later. Per-user order still holds where it matters: `user.updated`
-//! carries auth's profile version and only a newer version is applied, so a
-//! late event can never overwrite a newer one; a deleted user's tombstone
-//! outranks every event about them.
+//! Throughput: each read takes up to [`BATCH`] entries (`XREADGROUP COUNT`)
+//! and splits them into lanes, one per user the events are about; the lanes
+//! run in parallel ([`ConsumerSettings::parallelism`] at a time, each on its
+//! own pooled database connection), the entries of one lane one after the
+//! other. The next read waits for the whole batch.
+//!
+//! Order: one user's entries are applied in stream order, except a retried
+//! one, which comes later; different users' interleave. Per-user order holds
+//! where it matters even for a retry: `user.updated` carries auth's profile
+//! version and only a newer version is applied, so a late event can never
+//! overwrite a newer one; a deleted user's tombstone outranks every event
+//! about them.
 
 use crate::{profile_cache, store, AppState};
 use confab_core::{
     events::{Event, EventKind},
     revocation::{self, RevokeReason},
 };
+use futures::{StreamExt, TryStreamExt};
 use redis::{
     aio::MultiplexedConnection,
     streams::{StreamId, StreamReadOptions, StreamReadReply},
     AsyncCommands, Value,
 };
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 pub const GROUP: &str = "backend";
 /// Processed event ids are kept this long (a redelivery comes within
@@ -54,6 +62,9 @@ pub struct ConsumerSettings {
     /// (`CONFAB_EVENT_RETRY_BASE_MS`, 500). Also how long an entry must sit
     /// unacknowledged before another instance takes it over.
     pub retry_base: Duration,
+    /// Users whose events are applied at the same time
+    /// (`CONFAB_EVENT_PARALLELISM`, 8); each takes a database connection.
+    pub parallelism: usize,
 }
 
 impl ConsumerSettings {
@@ -129,12 +140,59 @@ async fn run(state: &AppState, consumer: &str) -> Result<(), crate::Error> {
             .count(BATCH)
             .block(block.as_millis() as usize);
         let reply: Option<StreamReadReply> = conn.xread_options(&[&stream], &[">"], &opts).await?;
-        for key in reply.map(|r| r.keys).unwrap_or_default() {
-            for entry in key.ids {
-                deliver(state, &mut conn, &stream, &entry, 1).await?;
-            }
+        let entries: Vec<StreamId> = reply
+            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+            .unwrap_or_default();
+        if !entries.is_empty() {
+            deliver_batch(state, &conn, &stream, entries).await?;
         }
     }
+}
+
+/// Apply one read's entries: each user's lane in stream order, lanes in
+/// parallel. No read is blocking on `conn` meanwhile, so the lanes share it
+/// (multiplexed) for their acknowledgements.
+async fn deliver_batch(
+    state: &AppState,
+    conn: &MultiplexedConnection,
+    stream: &str,
+    entries: Vec<StreamId>,
+) -> Result<(), crate::Error> {
+    metrics::histogram!("events_batch_size").record(entries.len() as f64);
+    let mut lanes: Vec<Vec<StreamId>> = Vec::new();
+    let mut lane_of: HashMap<String, usize> = HashMap::new();
+    for entry in entries {
+        let i = *lane_of.entry(lane_key(&entry)).or_insert_with(|| {
+            lanes.push(Vec::new());
+            lanes.len() - 1
+        });
+        lanes[i].push(entry);
+    }
+    futures::stream::iter(lanes.into_iter().map(|lane| {
+        let mut conn = conn.clone();
+        async move {
+            for entry in &lane {
+                deliver(state, &mut conn, stream, entry, 1).await?;
+            }
+            Ok::<(), crate::Error>(())
+        }
+    }))
+    .buffer_unordered(state.config.events.parallelism.max(1))
+    .try_collect::<Vec<()>>()
+    .await?;
+    Ok(())
+}
+
+/// The lane of an entry: the user its event is about. An entry that does
+/// not parse goes alone (it is dead-lettered without touching anything).
+fn lane_key(entry: &StreamId) -> String {
+    entry
+        .map
+        .get("payload")
+        .and_then(|v| redis::from_redis_value::<String>(v).ok())
+        .and_then(|p| serde_json::from_str::<Event>(&p).ok())
+        .map(|e| e.kind.user_id().to_string())
+        .unwrap_or_else(|| entry.id.clone())
 }
 
 /// Retry the pending entries (this consumer's failures and a dead
@@ -501,6 +559,7 @@ mod tests {
         let s = ConsumerSettings {
             max_deliveries: 5,
             retry_base: Duration::from_millis(500),
+            parallelism: 8,
         };
         assert_eq!(s.backoff(1), Duration::from_millis(500));
         assert_eq!(s.backoff(2), Duration::from_secs(1));

@@ -117,6 +117,13 @@ impl Config {
             events: events::ConsumerSettings {
                 max_deliveries,
                 retry_base: Duration::from_millis(retry_base_ms),
+                parallelism: {
+                    let n: usize = env.parse("CONFAB_EVENT_PARALLELISM", 8)?;
+                    if !(1..=64).contains(&n) {
+                        return Err(env.invalid("CONFAB_EVENT_PARALLELISM", "must be 1 to 64"));
+                    }
+                    n
+                },
             },
             relay_fault: confab_core::outbox::RelayFault::from_env(env)?,
             clock: Clock::system(),

@@ -334,3 +334,54 @@ async fn submit_log_in(c: &Client, web_url: &str, user: &crate::TestUser) {
         .await
         .expect("submit");
 }
+
+/// A Chrome DevTools command through chromedriver's
+/// `goog/cdp/execute` endpoint.
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: serde_json::Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        let body = serde_json::json!({"cmd": self.cmd, "params": self.params});
+        (axum::http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// Show pages in the dark (or light) colour scheme, as with the system
+/// setting, and at `width` × `height`: for screenshots of both themes and
+/// of a phone-sized and a desktop-sized window.
+pub async fn emulate(c: &Client, dark: bool, width: u32, height: u32) {
+    let scheme = if dark { "dark" } else { "light" };
+    c.issue_cmd(Cdp {
+        cmd: "Emulation.setEmulatedMedia",
+        params: serde_json::json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+    })
+    .await
+    .expect("emulate the colour scheme");
+    c.issue_cmd(Cdp {
+        cmd: "Emulation.setDeviceMetricsOverride",
+        params: serde_json::json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}),
+    })
+    .await
+    .expect("emulate the window size");
+}
+
+/// Save a screenshot of the page as `<dir>/<name>.png`.
+pub async fn screenshot(c: &Client, dir: &Path, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("save screenshot");
+}

@@ -20,6 +20,7 @@ pub mod payments;
 pub mod process;
 pub mod prometheus;
 pub mod scan;
+pub mod smtp;
 pub mod socket;
 pub mod timing;
 pub mod user;
@@ -29,6 +30,7 @@ pub use fault_proxy::{FaultProxy, Network};
 pub use llm::{LlmStandIn, Reply};
 pub use oidc::OidcProvider;
 pub use payments::Payments;
+pub use smtp::{Mail, SmtpCapture};
 pub use socket::Socket;
 pub use user::TestUser;
 
@@ -78,6 +80,10 @@ pub struct Options {
     /// (a Chromium session takes about a second to open): `h.browser()` and
     /// `h.browser_as(name, ua)` hand out the matching one at once.
     pub browsers: Vec<BrowserSpec>,
+    /// Start the SMTP capture server (aiosmtpd) and point auth's
+    /// `CONFAB_SMTP_*` at it; `CONFAB_PUBLIC_URL` is then web's origin, so
+    /// links in the captured mail open this test's pages.
+    pub smtp: bool,
 }
 
 /// A browser the harness starts up front ([`Options::browsers`]).
@@ -125,6 +131,7 @@ impl Default for Options {
             oidc: false,
             payments: false,
             browsers: Vec::new(),
+            smtp: false,
         }
     }
 }
@@ -146,6 +153,7 @@ pub struct Harness {
     pub llm: Option<LlmStandIn>,
     pub oidc: Option<OidcProvider>,
     pub payments: Option<Payments>,
+    pub smtp: Option<SmtpCapture>,
     pub artifacts: PathBuf,
     pub http: reqwest::Client,
     procs: Vec<Proc>,
@@ -235,9 +243,10 @@ impl Harness {
         ];
         common.extend(options.env.iter().cloned());
 
-        // The provider must know the redirect URIs, which contain the web
-        // origin: with a provider, web's port is chosen up front.
-        let web_port = if options.oidc || options.payments {
+        // The provider must know the redirect URIs, and mailed links the
+        // page to open, which contain the web origin: with either, web's port
+        // is chosen up front.
+        let web_port = if options.oidc || options.payments || options.smtp {
             confab_infra::free_port().expect("free port")
         } else {
             0
@@ -270,6 +279,23 @@ impl Harness {
 
         let payments = if options.payments {
             Some(Payments::start(&artifacts).await)
+        } else {
+            None
+        };
+        let smtp = if options.smtp {
+            let capture = SmtpCapture::start(&artifacts).await;
+            oidc_env.push((
+                "CONFAB_PUBLIC_URL".into(),
+                format!("http://127.0.0.1:{web_port}"),
+            ));
+            oidc_env.push(("CONFAB_SMTP_HOST".into(), "127.0.0.1".into()));
+            oidc_env.push(("CONFAB_SMTP_PORT".into(), capture.port.to_string()));
+            oidc_env.push(("CONFAB_SMTP_TLS".into(), "none".into()));
+            oidc_env.push((
+                "CONFAB_SMTP_FROM".into(),
+                "Confab <confab@test.invalid>".into(),
+            ));
+            Some(capture)
         } else {
             None
         };
@@ -343,6 +369,7 @@ impl Harness {
             llm,
             oidc,
             payments,
+            smtp,
             artifacts,
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(20))

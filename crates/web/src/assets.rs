@@ -68,6 +68,7 @@ const ASSETS: &[Asset] = &[
     js!("js/identities.js"),
     js!("js/plan.js"),
     js!("js/plan-settings.js"),
+    js!("js/email-change.js"),
     // The chat.
     js!("js/socket.js"),
     js!("js/outbox.js"),
@@ -86,6 +87,7 @@ const ASSETS: &[Asset] = &[
     js!("js/admin-users.js"),
     js!("js/admin-audit.js"),
     js!("js/pages/admin.js"),
+    js!("js/pages/email-confirm.js"),
 ];
 
 fn find(path: &str) -> Option<&'static Asset> {

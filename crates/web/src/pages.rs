@@ -60,6 +60,10 @@ pub(crate) fn templates() -> Result<Environment<'static>, minijinja::Error> {
         ("settings.html", include_str!("../templates/settings.html")),
         ("admin.html", include_str!("../templates/admin.html")),
         (
+            "email_confirm.html",
+            include_str!("../templates/email_confirm.html"),
+        ),
+        (
             "not_found.html",
             include_str!("../templates/not_found.html"),
         ),
@@ -110,6 +114,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/admin", get(admin_status))
         .route("/admin/users", get(admin_users))
         .route("/admin/audit", get(admin_audit))
+        .route("/email/confirm", get(email_confirm))
         .merge(sign_in::router())
         .merge(assets::router())
         .fallback(not_found)
@@ -191,6 +196,16 @@ fn admin_page(s: &AppState, section: &str, title: &str) -> Response {
         HeaderValue::from_static("noindex"),
     );
     res
+}
+
+/// Where an email-change link lands; the secret is in the fragment, which
+/// only the page's script reads.
+async fn email_confirm(State(s): State<AppState>) -> Response {
+    render(
+        &s,
+        "email_confirm.html",
+        context! { page => "email-confirm" },
+    )
 }
 
 async fn not_found(State(s): State<AppState>) -> Response {

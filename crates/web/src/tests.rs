@@ -117,7 +117,23 @@ async fn pages_render_with_their_test_ids_and_security_headers() {
         ),
         (
             "/settings",
-            &["settings-display-name", "settings-email", "logout"],
+            &[
+                "settings-display-name",
+                "settings-email",
+                "email-change-open",
+                "email-new",
+                "email-password",
+                "email-submit",
+                "logout",
+            ],
+        ),
+        (
+            "/email/confirm",
+            &[
+                "email-confirm",
+                "email-confirm-submit",
+                "email-confirm-message",
+            ],
         ),
     ];
     let router = app(state("http://127.0.0.1:9", "http://127.0.0.1:9"));
@@ -348,6 +364,7 @@ async fn each_page_preloads_exactly_the_modules_its_script_imports() {
                 "identities.js",
                 "plan.js",
                 "plan-settings.js",
+                "email-change.js",
                 "util.js",
             ],
         ),
@@ -363,6 +380,11 @@ async fn each_page_preloads_exactly_the_modules_its_script_imports() {
                 "chart.js",
                 "util.js",
             ],
+        ),
+        (
+            "/email/confirm",
+            "js/pages/email-confirm.js",
+            &["api.js", "util.js"],
         ),
         ("/login", "js/pages/auth.js", &["api.js"]),
         ("/signup", "js/pages/auth.js", &["api.js"]),
@@ -413,6 +435,8 @@ async fn each_page_preloads_exactly_the_modules_its_script_imports() {
         "pages/app.js",
         "pages/auth.js",
         "pages/settings.js",
+        "pages/email-confirm.js",
+        "email-change.js",
     ] {
         assert!(
             used.contains(&format!("/static/{version}/js/{module}")),

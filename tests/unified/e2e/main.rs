@@ -12,6 +12,7 @@ mod api_admin;
 mod api_agent_errors;
 mod api_auth;
 mod api_chat;
+mod api_email_change;
 mod api_export_delete;
 mod api_isolation;
 mod api_profile;

@@ -3,6 +3,7 @@
 
 mod account;
 pub(crate) mod admin;
+mod email;
 mod extractor;
 mod jwks;
 mod oidc;
@@ -60,6 +61,7 @@ pub struct ApiContext {
     pub outbox: OutboxSignal,
     pub oidc: Arc<crate::oidc::Oidc>,
     pub throttle: crate::throttle::AuthThrottle,
+    pub mailer: Arc<crate::mail::Mailer>,
 }
 
 pub fn router(ctx: ApiContext) -> Router {
@@ -67,6 +69,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .merge(users::router())
         .merge(account::router())
         .merge(profile::router())
+        .merge(email::router())
         .merge(sessions::router())
         .merge(session_list::router())
         .merge(admin::router())
@@ -229,6 +232,8 @@ mod tests {
             ("/v1/auth/sessions/{id}", "delete"),
             ("/v1/auth/me", "get"),
             ("/v1/auth/account", "delete"),
+            ("/v1/auth/me/email", "post"),
+            ("/v1/auth/email/confirm", "post"),
             ("/.well-known/jwks.json", "get"),
             ("/v1/auth/oidc/providers", "get"),
             ("/v1/auth/oidc/{provider}/start", "get"),

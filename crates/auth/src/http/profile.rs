@@ -133,6 +133,21 @@ pub(super) async fn apply(
 ) -> Result<User, Error> {
     let now = ctx.config.clock.now();
     let mut tx = ctx.db.begin().await?;
+    let user = apply_in(&mut tx, user_id, change, new_avatar, now).await?;
+    tx.commit().await?;
+    ctx.outbox.notify();
+    Ok(user)
+}
+
+/// [`apply`] inside the caller's transaction (which also does its own part
+/// of the change); the caller commits and then wakes the relay.
+pub(super) async fn apply_in(
+    tx: &mut sqlx::PgConnection,
+    user_id: UserId,
+    change: &ProfileUpdate<'_>,
+    new_avatar: Option<&Avatar>,
+    now: DateTime<Utc>,
+) -> Result<User, Error> {
     let mut change = ProfileUpdate { ..*change };
     if let Some(avatar) = new_avatar {
         let id = store::avatars::insert(&mut *tx, user_id, avatar).await?;
@@ -156,8 +171,6 @@ pub(super) async fn apply(
         now,
     );
     store::outbox::insert(&mut *tx, &event).await?;
-    tx.commit().await?;
-    ctx.outbox.notify();
     metrics::counter!("auth_profile_updates_total").increment(1);
     tracing::info!(version = user.profile_version, event = %event.id, "profile updated");
     Ok(user)

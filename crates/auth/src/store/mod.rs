@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod avatars;
+pub mod email_changes;
 pub mod outbox;
 pub mod refresh_tokens;
 pub mod sessions;

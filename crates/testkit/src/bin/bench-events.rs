@@ -40,7 +40,15 @@ async fn main() {
         "bench_events",
         Options {
             agent: Agent::Offline,
-            env: vec![("CONFAB_LOG".into(), "warn".into())],
+            env: vec![
+                ("CONFAB_LOG".into(), "warn".into()),
+                // `CONFAB_EVENT_PARALLELISM=1 bench-events …` measures the
+                // consumer applying one event at a time.
+                (
+                    "CONFAB_EVENT_PARALLELISM".into(),
+                    std::env::var("CONFAB_EVENT_PARALLELISM").unwrap_or_else(|_| "8".into()),
+                ),
+            ],
             ..Default::default()
         },
     )

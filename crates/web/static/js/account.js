@@ -6,7 +6,10 @@ import { $ } from "./util.js";
 /** Paint the user wherever the page shows them. */
 export function showUser(user) {
   const name = user.display_name || user.email || "";
-  for (const el of document.querySelectorAll('[data-testid="user-display-name"]')) el.textContent = name;
+  for (const el of document.querySelectorAll('[data-testid="user-display-name"]')) {
+    el.textContent = name;
+    if (user.email) el.title = user.email;
+  }
   for (const id of ["user-avatar", "profile-avatar"]) paintAvatar($(id), user, name);
   const sName = $("settings-display-name");
   if (sName) sName.textContent = user.display_name || "—";

@@ -124,13 +124,22 @@ export const SIGNED_OUT_REASONS = {
 };
 
 /** Every tab of this browser hears when one of them learns that the session
- *  ended, so a tab without a socket (settings) does not linger signed in. */
+ *  ended, so a tab without a socket (settings) does not linger signed in;
+ *  and of a profile change made on a page without a socket. */
 const tabs = typeof BroadcastChannel === "function" ? new BroadcastChannel("confab-session") : null;
 if (tabs) {
   tabs.addEventListener("message", (event) => {
     const m = event.data || {};
     if (m.type === "ended") goToLogin(m.reason, false);
+    else if (m.type === "profile" && m.profile) profileChanged(m.profile);
   });
+}
+
+/** Tell this browser's other tabs about a profile change made here without
+ *  a socket (the email-confirmation page); each applies it if it is newer
+ *  than what it shows. */
+export function tellTabsProfile(profile) {
+  if (tabs) tabs.postMessage({ type: "profile", profile });
 }
 
 /** Go to the login page, saying why when the session ended (a known reason

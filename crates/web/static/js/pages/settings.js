@@ -1,5 +1,5 @@
 // The settings page: the profile form (name, picture, time zone), the
-// account card, "log out of this device", the list of sessions
+// account card (with the email change, email-change.js), "log out of this device", the list of sessions
 // (sessions.js), and your data (export, import,
 // deleting chats or the account). A profile change made in another tab or
 // device shows here when this tab is looked at again (it re-reads the
@@ -10,6 +10,7 @@
 
 import { api, endSession, isLeaving, logout, on, profileChanged, refreshToken, upload } from "../api.js";
 import { showUser } from "../account.js";
+import { wireEmailChange } from "../email-change.js";
 import { showIdentities } from "../identities.js";
 import { showBanner } from "../banners.js";
 import { wireDataSections } from "../settings-data.js";
@@ -84,6 +85,7 @@ function listTimeZones() {
 async function boot() {
   $("logout").addEventListener("click", (event) => logout(event.currentTarget));
   wireDataSections(endSession);
+  wireEmailChange();
   $("profile-form").addEventListener("submit", save);
   $("profile-form").addEventListener("input", () => {
     editing = true;
