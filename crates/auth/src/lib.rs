@@ -271,7 +271,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
         let served = axum::serve(
-            self.listener,
+            confab_core::http::nodelay(self.listener),
             self.router
                 .into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )

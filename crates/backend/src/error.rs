@@ -65,6 +65,10 @@ pub enum Error {
     /// The payment provider failed or is not configured.
     #[error("{0}")]
     Billing(String),
+    /// The process holds `CONFAB_WS_MAX_SOCKETS` sockets (503), or the user
+    /// `CONFAB_WS_MAX_SOCKETS_PER_USER` on this process (frame, close 4029).
+    #[error("{0}")]
+    TooManySockets(&'static str),
     /// Database, Redis, I/O: logged, answered with a bare 500.
     #[error(transparent)]
     Infra(InfraError),
@@ -177,6 +181,7 @@ impl Error {
             Error::QuotaExceeded(_) => "quota_exceeded",
             Error::Webhook(_) => "invalid_webhook",
             Error::Billing(_) => "billing_unavailable",
+            Error::TooManySockets(_) => "too_many_sockets",
             Error::Infra(_) | Error::Model(_) => "internal",
         }
     }
@@ -199,6 +204,7 @@ impl Error {
             Error::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Webhook(_) => StatusCode::BAD_REQUEST,
             Error::Billing(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::TooManySockets(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Infra(_) | Error::Model(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

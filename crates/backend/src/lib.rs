@@ -53,6 +53,13 @@ pub struct Config {
     pub max_frame_bytes: usize,
     /// Longest accepted chat message, in characters.
     pub max_message_chars: usize,
+    /// Longest reply kept, in characters (`CONFAB_MAX_REPLY_CHARS`).
+    pub max_reply_chars: usize,
+    /// Chat sockets one process holds at most (`CONFAB_WS_MAX_SOCKETS`).
+    pub max_sockets: usize,
+    /// Chat sockets one user holds at most on one process
+    /// (`CONFAB_WS_MAX_SOCKETS_PER_USER`).
+    pub max_sockets_per_user: usize,
     /// Access-token lifetime (the same `CONFAB_ACCESS_TOKEN_TTL_SECS` auth
     /// reads): how long a revocation entry this service writes must live.
     pub access_token_ttl_secs: u64,
@@ -112,6 +119,9 @@ impl Config {
             llm: agent::LlmConfig::from_env(env)?,
             max_frame_bytes,
             max_message_chars: env.parse("CONFAB_MAX_MESSAGE_CHARS", 16_000)?,
+            max_reply_chars: at_least(env, "CONFAB_MAX_REPLY_CHARS", 100_000, 1)?,
+            max_sockets: at_least(env, "CONFAB_WS_MAX_SOCKETS", 20_000, 1)?,
+            max_sockets_per_user: at_least(env, "CONFAB_WS_MAX_SOCKETS_PER_USER", 32, 1)?,
             access_token_ttl_secs: env.parse("CONFAB_ACCESS_TOKEN_TTL_SECS", 900)?,
             import_max_bytes: env.parse("CONFAB_IMPORT_MAX_BYTES", 64 * 1024 * 1024)?,
             events: events::ConsumerSettings {
@@ -141,6 +151,15 @@ impl Config {
     }
 }
 
+/// A count setting that must be at least `min`.
+fn at_least(env: &Env, var: &str, default: usize, min: usize) -> Result<usize, ConfigError> {
+    let v: usize = env.parse(var, default)?;
+    if v < min {
+        return Err(env.invalid(var, format!("must be at least {min}")));
+    }
+    Ok(v)
+}
+
 /// Everything a request handler or socket needs, cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -153,6 +172,8 @@ pub struct AppState {
     pub hub: ws::hub::Hub,
     pub shutdown: CancellationToken,
     pub known_users: identity::KnownUsers,
+    /// One permit per open chat socket (`Config::max_sockets`).
+    pub socket_slots: Arc<tokio::sync::Semaphore>,
     /// Wakes the outbox relay after a commit that wrote an event.
     pub outbox: confab_core::outbox::OutboxSignal,
     /// The plans (the same as `config.plans`).
@@ -207,6 +228,7 @@ pub async fn build(config: Config) -> Result<App, Error> {
         shutdown.clone(),
         chat::ChatSettings {
             context_chars: config.llm.context_chars,
+            max_reply_chars: config.max_reply_chars,
             lease: config.reply_lease,
             limiter: plans::limiter::Limiter::new(
                 redis.clone(),
@@ -221,6 +243,7 @@ pub async fn build(config: Config) -> Result<App, Error> {
         confab_core::http::bind("backend", &config.common.host, config.common.port).await?;
     let plans = config.plans.clone();
     let billing = billing::Provider::new(config.billing.clone())?;
+    let socket_slots = Arc::new(tokio::sync::Semaphore::new(config.max_sockets));
     let state = AppState {
         plans,
         billing,
@@ -233,6 +256,7 @@ pub async fn build(config: Config) -> Result<App, Error> {
         hub,
         shutdown,
         known_users: identity::KnownUsers::default(),
+        socket_slots,
         outbox: confab_core::outbox::OutboxSignal::default(),
     };
     Ok(App { listener, state })
@@ -285,17 +309,20 @@ impl App {
         ));
 
         let serve_stop = stop.clone();
-        let served = axum::serve(listener, http::router(state.clone()))
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = shutdown => {}
-                    _ = serve_stop.cancelled() => {}
-                }
-                // Tell sockets and generations to wind down before the
-                // server waits for connections to finish.
-                serve_stop.cancel();
-            })
-            .await;
+        let served = axum::serve(
+            confab_core::http::nodelay(listener),
+            http::router(state.clone()),
+        )
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = serve_stop.cancelled() => {}
+            }
+            // Tell sockets and generations to wind down before the
+            // server waits for connections to finish.
+            serve_stop.cancel();
+        })
+        .await;
         stop.cancel();
         state.chat.wait_idle(GENERATION_STOP_TIMEOUT).await;
         relay.join(GENERATION_STOP_TIMEOUT).await;

@@ -7,6 +7,15 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use confab_core::config::Env;
 
+/// mimalloc instead of glibc's malloc, for every service. Under glibc a
+/// long-running service kept what it once needed: auth held over 1 GB after
+/// a burst of log-ins (each Argon2 hash takes 19 MiB, freed into per-thread
+/// arenas that are never given back) and the backend hundreds of MB after
+/// its sockets closed. mimalloc returns freed pages to the system
+/// (docs/benchmarks.md has the figures).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "confab", version, about = "Confab: self-hosted AI chat")]
 struct Cli {

@@ -53,6 +53,12 @@ impl Keys {
         format!("{}stops", self.prefix)
     }
 
+    /// Pub/sub channel on which each backend instance hears its own
+    /// heartbeat: proof that its subscription and its publishing both work.
+    pub fn heartbeat_channel(&self) -> String {
+        format!("{}heartbeat", self.prefix)
+    }
+
     pub fn user_channel_pattern(&self) -> String {
         format!("{}user:*", self.prefix)
     }

@@ -173,7 +173,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let app = app(state);
 
     axum::serve(
-        listener,
+        confab_core::http::nodelay(listener),
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move {

@@ -30,7 +30,7 @@ use axum::{
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
-use confab_core::REQUEST_ID_HEADER;
+use confab_core::{http::ws_buffers, REQUEST_ID_HEADER};
 use futures::{SinkExt, StreamExt};
 use std::{net::IpAddr, time::Duration};
 use tokio::{
@@ -100,7 +100,7 @@ pub(crate) async fn upgrade(State(s): State<AppState>, req: Request) -> Response
             Err(response) => return response,
         };
 
-    let mut upgrade = upgrade
+    let mut upgrade = confab_core::http::ws_upgrade(upgrade)
         .max_frame_size(MAX_FROM_BROWSER)
         .max_message_size(MAX_FROM_BROWSER);
     if let Some(p) = selected_protocol {
@@ -247,6 +247,9 @@ async fn connect_instance(
     }
 
     let config = WebSocketConfig::default()
+        .read_buffer_size(ws_buffers::READ)
+        .write_buffer_size(ws_buffers::WRITE)
+        .max_write_buffer_size(ws_buffers::MAX_WRITE)
         .max_frame_size(Some(MAX_FROM_BACKEND))
         .max_message_size(Some(MAX_FROM_BACKEND));
     let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);

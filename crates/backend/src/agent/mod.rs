@@ -164,6 +164,10 @@ pub enum ProviderError {
     /// The local model failed while generating.
     #[error("the local model failed: {0}")]
     Model(String),
+    /// The reply reached `CONFAB_MAX_REPLY_CHARS` and was stopped there
+    /// (decided by the chat, not the provider).
+    #[error("the reply reached the longest allowed ({max_chars} characters)")]
+    TooLong { max_chars: usize },
 }
 
 /// The kinds of provider failure, as metrics and logs name them.
@@ -189,6 +193,8 @@ pub enum FailureKind {
     Busy,
     /// The local model failed while generating.
     ModelFailed,
+    /// The reply reached the maximum length.
+    TooLong,
 }
 
 impl FailureKind {
@@ -209,6 +215,7 @@ impl FailureKind {
             FailureKind::CircuitOpen => "circuit_open",
             FailureKind::Busy => "busy",
             FailureKind::ModelFailed => "model_failed",
+            FailureKind::TooLong => "too_long",
         }
     }
 }
@@ -234,6 +241,7 @@ impl ProviderError {
             ProviderError::CircuitOpen { .. } => FailureKind::CircuitOpen,
             ProviderError::Busy => FailureKind::Busy,
             ProviderError::Model(_) => FailureKind::ModelFailed,
+            ProviderError::TooLong { .. } => FailureKind::TooLong,
         }
     }
 
@@ -286,6 +294,7 @@ impl ProviderError {
             FailureKind::CircuitOpen => "agent_circuit_open",
             FailureKind::Busy => "agent_busy",
             FailureKind::ModelFailed => "agent_model_failed",
+            FailureKind::TooLong => "agent_reply_too_long",
         }
     }
 
@@ -316,6 +325,7 @@ impl ProviderError {
             ProviderError::Timeout => "The AI model took too long to start answering. Retry to try again.".into(),
             ProviderError::Stalled => "The AI model stopped sending its reply part-way. What arrived is kept; retry for a complete one.".into(),
             ProviderError::Deadline => "The AI model's reply took too long and was stopped. What arrived is kept; retry for a complete one.".into(),
+            ProviderError::TooLong { max_chars } => format!("The AI model's reply reached the longest reply Confab keeps ({max_chars} characters) and was stopped there. What arrived is kept."),
             ProviderError::Connection(_) => "Confab could not reach the AI model. Retry in a moment.".into(),
             ProviderError::Malformed(_) => "The AI model sent a reply Confab could not read. Retry to try again.".into(),
             ProviderError::Cut => "The AI model's reply was cut off. What arrived is kept; retry for a complete one.".into(),

@@ -49,6 +49,10 @@ pub enum ChatEvent {
         #[serde(default)]
         request_id: Option<uuid::Uuid>,
     },
+    /// Events for this user were lost on their way through Redis (it was
+    /// slow or away): every instance closes the user's sockets with 4009 so
+    /// the clients reconnect and resume from Postgres.
+    Resync,
     /// The user's profile changed (in auth; the backend applied the event):
     /// open pages show the new name and picture in place.
     ProfileUpdated { profile: Profile },

@@ -262,9 +262,9 @@ impl Chat {
         if vanished {
             // Nothing may keep the pieces of a deleted conversation; a reply
             // failed elsewhere was ended there.
-            self.drop_live(id).await;
+            self.drop_live(id);
         } else {
-            self.end_live(id).await;
+            self.end_live(id);
         }
         result
     }
@@ -354,6 +354,8 @@ impl Chat {
             taken = self.hold_lease(reply.id, &mut renew_at) => return taken,
         };
         let mut index = 0u64;
+        let mut chars = 0usize;
+        let max_chars = self.inner.max_reply_chars;
         let mut rendered_at = clock::instant();
         loop {
             let next = tokio::select! {
@@ -365,9 +367,19 @@ impl Chat {
             match next {
                 None => return Ok(Ending::Complete),
                 Some(Err(e)) => return Ok(Ending::Failed(e)),
-                Some(Ok(piece)) => {
+                Some(Ok(mut piece)) => {
+                    let n = piece.chars().count();
+                    let too_long = chars + n > max_chars;
+                    if too_long {
+                        // Keep exactly the longest reply allowed.
+                        piece = piece.chars().take(max_chars - chars).collect();
+                    }
+                    chars += n;
+                    if piece.is_empty() && too_long {
+                        return Ok(Ending::Failed(ProviderError::TooLong { max_chars }));
+                    }
                     text.push_str(&piece);
-                    self.append_live(reply.id, index, &piece).await;
+                    self.append_live(reply.id, index, &piece);
                     let html = (index == 0 || rendered_at.elapsed() >= RENDER_EVERY).then(|| {
                         rendered_at = clock::instant();
                         markdown::render(text)
@@ -382,6 +394,10 @@ impl Chat {
                     });
                     self.publish(user, &delta).await;
                     index += 1;
+                    if too_long {
+                        // Dropping the stream closes the provider's connection.
+                        return Ok(Ending::Failed(ProviderError::TooLong { max_chars }));
+                    }
                 }
             }
         }

@@ -61,7 +61,7 @@ impl Chat {
                     tracing::warn!(error = %e, "could not read an interrupted reply's pieces")
                 }
             }
-            self.end_live(r.id).await;
+            self.end_live(r.id);
             let failed = ChatEvent::Failed {
                 thread_id: r.thread_id,
                 message_id: Some(r.id),

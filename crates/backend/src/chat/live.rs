@@ -3,7 +3,7 @@
 //! the pieces it missed. It lives an hour at most, and two minutes after the
 //! reply ends (for late resumers); Postgres keeps the finished text.
 
-use super::Chat;
+use super::{fanout::Op, Chat};
 use crate::error::Error;
 use confab_core::ids::MessageId;
 use redis::AsyncCommands;
@@ -14,40 +14,32 @@ const TTL_AFTER_END_SECS: i64 = 120;
 const MAX_TTL_SECS: i64 = 3600;
 
 impl Chat {
-    /// Append piece `index` of reply `id`. Best effort: while Redis is away
-    /// the reply still completes and is stored; only live pieces degrade.
-    pub(super) async fn append_live(&self, id: MessageId, index: u64, text: &str) {
-        let mut redis = self.inner.redis.clone();
-        let key = self.inner.keys.live_stream(id);
-        let added: Result<String, _> = redis::cmd("XADD")
-            .arg(&key)
-            .arg("*")
-            .arg("i")
-            .arg(index)
-            .arg("t")
-            .arg(text)
-            .query_async(&mut redis)
-            .await;
-        if let Err(e) = added {
-            tracing::warn!(error = %e, "could not append to the live stream");
-        } else if index == 0 {
-            let _: Result<(), _> = redis.expire(&key, MAX_TTL_SECS).await;
-        }
+    /// Append piece `index` of reply `id`. Queued, never awaited: while
+    /// Redis is away the reply still completes and is stored; only live
+    /// pieces degrade (see `fanout`).
+    pub(super) fn append_live(&self, id: MessageId, index: u64, text: &str) {
+        self.inner.fanout.queue(Op::Append {
+            key: self.inner.keys.live_stream(id),
+            index,
+            text: text.to_string(),
+            ttl: (index == 0).then_some(MAX_TTL_SECS),
+        });
     }
 
     /// The reply ended: keep its live stream only briefly.
-    pub(super) async fn end_live(&self, id: MessageId) {
-        let mut redis = self.inner.redis.clone();
-        let _: Result<(), _> = redis
-            .expire(self.inner.keys.live_stream(id), TTL_AFTER_END_SECS)
-            .await;
+    pub(super) fn end_live(&self, id: MessageId) {
+        self.inner.fanout.queue(Op::Expire {
+            key: self.inner.keys.live_stream(id),
+            secs: TTL_AFTER_END_SECS,
+        });
     }
 
     /// The reply's conversation was deleted while it was written: its
     /// pieces go at once.
-    pub(super) async fn drop_live(&self, id: MessageId) {
-        let mut redis = self.inner.redis.clone();
-        let _: Result<(), _> = redis.del(self.inner.keys.live_stream(id)).await;
+    pub(super) fn drop_live(&self, id: MessageId) {
+        self.inner.fanout.queue(Op::Del {
+            key: self.inner.keys.live_stream(id),
+        });
     }
 
     /// The pieces of reply `id` so far, as `(index, text)`.

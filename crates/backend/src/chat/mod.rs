@@ -57,6 +57,8 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 pub struct ChatSettings {
     /// Budget of earlier messages sent as context (`CONFAB_LLM_CONTEXT_CHARS`).
     pub context_chars: usize,
+    /// The longest reply kept (`CONFAB_MAX_REPLY_CHARS`).
+    pub max_reply_chars: usize,
     /// How long a reply's row stays claimed without renewal.
     pub lease: Duration,
     /// Admits each message against the user's plan.
@@ -74,6 +76,8 @@ pub struct Chat {
 struct Inner {
     db: PgPool,
     redis: redis::aio::ConnectionManager,
+    /// Where events and live pieces are queued for Redis (see `fanout`).
+    fanout: fanout::Publisher,
     keys: Keys,
     provider: Arc<dyn Provider>,
     shutdown: CancellationToken,
@@ -85,6 +89,10 @@ struct Inner {
     /// The replies this process is writing, each with its Stop switch.
     running: Mutex<HashMap<MessageId, CancellationToken>>,
     context_chars: usize,
+    /// The longest reply kept (`CONFAB_MAX_REPLY_CHARS`): a reply that
+    /// reaches it is stopped there and failed `agent_reply_too_long`. Also
+    /// the `MAXLEN` of its live stream (each piece has at least one).
+    max_reply_chars: usize,
     /// How long a reply's row stays claimed without a renewal (see `lease`).
     lease: Duration,
     /// Admits each message against the user's plan.
@@ -103,6 +111,7 @@ impl Chat {
     ) -> Self {
         let ChatSettings {
             context_chars,
+            max_reply_chars,
             lease,
             limiter,
             clock,
@@ -110,6 +119,7 @@ impl Chat {
         Self {
             inner: Arc::new(Inner {
                 db,
+                fanout: fanout::Publisher::start(redis.clone(), keys.clone(), max_reply_chars),
                 redis,
                 keys,
                 provider,
@@ -118,6 +128,7 @@ impl Chat {
                 thread_locks: Mutex::new(HashMap::new()),
                 running: Mutex::new(HashMap::new()),
                 context_chars,
+                max_reply_chars,
                 lease,
                 limiter,
                 clock,
@@ -137,6 +148,8 @@ impl Chat {
     pub async fn wait_idle(&self, timeout: Duration) {
         self.inner.tasks.close();
         let _ = tokio::time::timeout(timeout, self.inner.tasks.wait()).await;
+        // Their last events (done, failed) are still queued for Redis.
+        self.flush_fanout(timeout).await;
     }
 }
 

@@ -62,7 +62,13 @@ impl Chat {
             let (id, seq) = (m.id, m.seq);
             events.push(ChatEvent::Stored { message: m });
             if streaming {
-                for (index, text) in self.live_pieces(id).await? {
+                // Redis away: the message says it is streaming, its pieces
+                // come live or with `done` (the database has the text then).
+                let pieces = self.live_pieces(id).await.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, message = %id, "live pieces unavailable for a resume");
+                    Vec::new()
+                });
+                for (index, text) in pieces {
                     events.push(ChatEvent::Delta(Piece {
                         thread_id: thread,
                         message_id: id,

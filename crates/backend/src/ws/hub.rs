@@ -38,6 +38,14 @@ pub enum Outbound {
 /// (it reconnects and resumes; nothing is lost).
 pub const SOCKET_BUFFER: usize = 1024;
 
+/// How often the hub publishes its heartbeat, through the same queue as
+/// every chat event, and expects to hear it back on its subscription.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// A subscription that has not heard its own heartbeat for this long
+/// counts as lost (a Redis that stalls without closing the connection):
+/// the hub reconnects and has its sockets resync.
+const HEARTBEAT_MISSED: Duration = Duration::from_secs(3);
+
 #[derive(Clone)]
 pub struct Hub {
     inner: Arc<Inner>,
@@ -50,6 +58,8 @@ struct Inner {
     /// True while the pub/sub subscription is live (part of `/readyz`).
     subscribed: AtomicBool,
     users: Mutex<HashMap<UserId, HashMap<u64, Conn>>>,
+    /// This instance's heartbeat payload.
+    instance: String,
 }
 
 struct Conn {
@@ -86,32 +96,38 @@ impl Hub {
                 next_id: AtomicU64::new(1),
                 subscribed: AtomicBool::new(false),
                 users: Mutex::new(HashMap::new()),
+                instance: uuid::Uuid::new_v4().to_string(),
             }),
         }
     }
 
+    /// Register a socket of `user`; `None` when the user already holds
+    /// `max_per_user` sockets here.
     pub fn register(
         &self,
         user: UserId,
         sid: SessionId,
-    ) -> (Registration, mpsc::Receiver<Outbound>) {
+        max_per_user: usize,
+    ) -> Option<(Registration, mpsc::Receiver<Outbound>)> {
         let (tx, rx) = mpsc::channel(SOCKET_BUFFER);
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        self.inner
-            .users
-            .locked()
-            .entry(user)
-            .or_default()
-            .insert(id, Conn { sid, tx });
+        {
+            let mut users = self.inner.users.locked();
+            let conns = users.entry(user).or_default();
+            if conns.len() >= max_per_user {
+                return None;
+            }
+            conns.insert(id, Conn { sid, tx });
+        }
         metrics::gauge!("ws_connections").increment(1.0);
-        (
+        Some((
             Registration {
                 inner: self.inner.clone(),
                 user,
                 id,
             },
             rx,
-        )
+        ))
     }
 
     pub fn is_subscribed(&self) -> bool {
@@ -129,6 +145,9 @@ impl Hub {
             return;
         }
         let frame = match serde_json::from_str::<ChatEvent>(payload) {
+            Ok(ChatEvent::Resync) => {
+                return self.close_where(|u, _| u == user, close::RESYNC, "reconnect and resume")
+            }
             Ok(event) => ServerFrame::from(event).to_json(),
             Err(e) => {
                 return tracing::error!(error = %e, "skipping a chat event that does not parse")
@@ -191,11 +210,20 @@ impl Hub {
     }
 
     async fn listen(&self, redis_url: &str) -> Result<(), redis::RedisError> {
-        let mut pubsub = confab_core::redis_conn::pubsub(redis_url).await?;
         let keys = &self.inner.keys;
-        pubsub.psubscribe(keys.user_channel_pattern()).await?;
-        pubsub.subscribe(keys.revocations_channel()).await?;
-        pubsub.subscribe(keys.stops_channel()).await?;
+        let heartbeats = keys.heartbeat_channel();
+        // Subscribing waits for Redis's answers: bounded, like every wait.
+        let subscribe = async {
+            let mut pubsub = confab_core::redis_conn::pubsub(redis_url).await?;
+            pubsub.psubscribe(keys.user_channel_pattern()).await?;
+            pubsub.subscribe(keys.revocations_channel()).await?;
+            pubsub.subscribe(keys.stops_channel()).await?;
+            pubsub.subscribe(&heartbeats).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let mut pubsub = tokio::time::timeout(confab_core::redis_conn::CONNECT_TIMEOUT, subscribe)
+            .await
+            .map_err(|_| lost("timed out subscribing"))??;
         let user_prefix = keys
             .user_channel_pattern()
             .trim_end_matches('*')
@@ -204,12 +232,32 @@ impl Hub {
         let stops = keys.stops_channel();
         self.inner.subscribed.store(true, Ordering::Release);
         let mut messages = pubsub.on_message();
-        while let Some(msg) = messages.next().await {
-            let channel = msg.get_channel_name().to_string();
+        let mut heard = confab_core::clock::instant();
+        let mut next_beat = confab_core::clock::instant();
+        let ended = loop {
+            let msg = tokio::select! {
+                m = messages.next() => match m {
+                    Some(m) => m,
+                    None => break lost("pub/sub stream ended"),
+                },
+                _ = confab_core::clock::sleep_until(next_beat) => {
+                    next_beat = confab_core::clock::instant() + HEARTBEAT_EVERY;
+                    if heard.elapsed() > HEARTBEAT_MISSED {
+                        break lost("missed its own heartbeats");
+                    }
+                    self.inner.chat.heartbeat(self.inner.instance.clone());
+                    continue;
+                }
+            };
+            let channel = msg.get_channel_name();
             let Ok(payload) = msg.get_payload::<String>() else {
                 continue;
             };
-            if channel == revocations {
+            if channel == heartbeats {
+                if payload == self.inner.instance {
+                    heard = confab_core::clock::instant();
+                }
+            } else if channel == revocations {
                 if let Some((sid, reason)) = revocation::parse_announcement(&payload) {
                     self.revoke(sid, reason);
                 }
@@ -223,11 +271,12 @@ impl Hub {
             {
                 self.deliver(user, &payload);
             }
-        }
+        };
         self.inner.subscribed.store(false, Ordering::Release);
-        Err(redis::RedisError::from((
-            redis::ErrorKind::IoError,
-            "pub/sub stream ended",
-        )))
+        Err(ended)
     }
+}
+
+fn lost(why: &'static str) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::IoError, why))
 }

@@ -35,10 +35,28 @@ pub async fn upgrade(
             return Error::OriginNotAllowed.into_response();
         }
     }
+    // Past the process's cap the upgrade is refused before any work: 503,
+    // and the client reconnects with backoff (to another instance, behind web).
+    let Ok(slot) = state.socket_slots.clone().try_acquire_owned() else {
+        metrics::counter!("ws_refused_total", "why" => "process").increment(1);
+        let mut res = Error::TooManySockets(
+            "This server has too many chat connections open right now. Try again in a moment.",
+        )
+        .into_response();
+        res.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("5"),
+        );
+        return res;
+    };
     // The transport limit is a backstop; the gateway enforces the documented
     // limit itself so it can answer with close code 1009.
     let hard = state.config.max_frame_bytes * 4;
-    ws.max_message_size(hard)
+    confab_core::http::ws_upgrade(ws)
+        .max_message_size(hard)
         .max_frame_size(hard)
-        .on_upgrade(move |socket| session::run(state, socket))
+        .on_upgrade(move |socket| async move {
+            session::run(state, socket).await;
+            drop(slot);
+        })
 }

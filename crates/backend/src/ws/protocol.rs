@@ -30,6 +30,9 @@ pub mod close {
     /// The server lost its fan-out subscription and may have missed frames;
     /// reconnect and resume.
     pub const RESYNC: u16 = 4009;
+    /// The user already holds `CONFAB_WS_MAX_SOCKETS_PER_USER` sockets on
+    /// this instance.
+    pub const TOO_MANY_SOCKETS: u16 = 4029;
     /// Standard: a frame exceeded the size limit.
     pub const TOO_BIG: u16 = 1009;
     /// Standard: the server is shutting down.
@@ -274,6 +277,13 @@ impl From<ChatEvent> for ServerFrame {
             },
             ChatEvent::Delta(piece) => ServerFrame::Delta(piece),
             ChatEvent::ThreadsDeleted { thread_ids } => ServerFrame::ThreadsDeleted { thread_ids },
+            // The hub closes the user's sockets instead (4009); a frame
+            // saying the same is what a direct conversion can do.
+            ChatEvent::Resync => ServerFrame::error(
+                "resync",
+                "Some updates were lost on the way; reconnect and resume.",
+                true,
+            ),
             ChatEvent::Completed {
                 thread_id,
                 message_id,

@@ -111,7 +111,18 @@ pub(super) async fn run(state: AppState, socket: WebSocket) {
     // on reaches this socket through the hub, and one announced before is
     // in Redis for the check, which fails closed (a Redis error or timeout
     // refuses the socket, as it refuses an HTTP request).
-    let (_registration, mut outbound) = state.hub.register(ctx.user, ctx.sid);
+    let Some((_registration, mut outbound)) =
+        state
+            .hub
+            .register(ctx.user, ctx.sid, state.config.max_sockets_per_user)
+    else {
+        metrics::counter!("ws_refused_total", "why" => "user").increment(1);
+        let e = Error::TooManySockets(
+            "You have too many chat connections open. Close a few tabs or devices and reconnect.",
+        );
+        send(&mut sink, &ServerFrame::from(&e)).await;
+        return close_with(&mut sink, close::TOO_MANY_SOCKETS, e.code()).await;
+    };
     if let Err(e) = identity::admit(&state, &claims).await {
         return refuse(&mut sink, &e).await;
     }

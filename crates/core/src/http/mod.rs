@@ -6,6 +6,7 @@
 pub mod api;
 pub mod probe;
 
+use axum::serve::{ListenerExt, TapIo};
 use axum::{
     extract::{MatchedPath, Request},
     http::{HeaderName, StatusCode},
@@ -16,7 +17,7 @@ use axum::{
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::{io::Write, net::SocketAddr, sync::OnceLock};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::TraceLayer,
@@ -58,6 +59,46 @@ pub async fn bind(
     out.flush()?;
     tracing::info!(service, %addr, "listening");
     Ok((listener, addr))
+}
+
+/// The listener a service serves: every accepted connection has
+/// `TCP_NODELAY` set. Without it a small write (a chat delta, a JSON answer)
+/// that follows another waits for the peer's delayed ACK — up to 40 ms on
+/// Linux — before it leaves the machine.
+pub fn nodelay(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
+    listener.tap_io(set_nodelay as fn(&mut TcpStream))
+}
+
+fn set_nodelay(stream: &mut TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::warn!(error = %e, "could not set TCP_NODELAY on an accepted connection");
+    }
+}
+
+/// Buffer sizes of every WebSocket a service holds (the backend's chat
+/// sockets; both sides of web's relay). Tungstenite's defaults allocate a
+/// 128 KiB read buffer per socket up front, which was most of the memory an
+/// idle socket cost; a larger frame still fits (the buffer grows to the
+/// frame, up to the frame limit).
+pub mod ws_buffers {
+    /// Bytes read from the socket at a time (the buffer's starting size).
+    pub const READ: usize = 4 * 1024;
+    /// No batching of outgoing frames: each is written (and flushed) as
+    /// it is sent, so a delta leaves at once.
+    pub const WRITE: usize = 0;
+    /// The most that may be waiting to be written to a peer that does not
+    /// read; past it a send fails and the socket ends (a slow client is
+    /// dropped rather than buffered without bound). Larger than the largest
+    /// frame a service sends.
+    pub const MAX_WRITE: usize = 4 * 1024 * 1024;
+}
+
+/// A WebSocket upgrade with the [`ws_buffers`] sizes.
+pub fn ws_upgrade(upgrade: axum::extract::WebSocketUpgrade) -> axum::extract::WebSocketUpgrade {
+    upgrade
+        .read_buffer_size(ws_buffers::READ)
+        .write_buffer_size(ws_buffers::WRITE)
+        .max_write_buffer_size(ws_buffers::MAX_WRITE)
 }
 
 /// Wrap a service's router with request ids (taken from `x-request-id` when a
