@@ -16,55 +16,7 @@ root=$(pwd)
 CONFAB_DATA_DIR="$root/.confab" ./scripts/deps.sh --browser --model --monitoring --payments
 export CONFAB_TEST_LOCAL_MODEL="${CONFAB_TEST_LOCAL_MODEL:-$root/.confab/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 
-# Under /tmp, not the checkout: as root, PostgreSQL runs as the postgres user,
-# who may not be able to enter the checkout's parent folders.
-infra=$(mktemp -d /tmp/confab-test-infra.XXXXXX)
-chmod 755 "$infra"
-cleanup() {
-  if [ -f "$infra/pg/postmaster.pid" ]; then
-    pg_run pg_ctl stop -D "$infra/pg" -m fast -w >/dev/null 2>&1 || true
-  fi
-  if [ -f "$infra/redis.pid" ]; then kill "$(cat "$infra/redis.pid")" 2>/dev/null || true; fi
-  rm -rf "$infra"
-}
-trap cleanup EXIT
-
-pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-pg_run() { # PostgreSQL refuses to run as root: use the postgres user then.
-  local tool=$1; shift
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$pgbin/$tool" "$@"; else "$pgbin/$tool" "$@"; fi
-}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo $((20000 + RANDOM % 20000)); }
-
-if [ -z "${CONFAB_TEST_DATABASE_URL:-}" ]; then
-  if psql "postgres://postgres@127.0.0.1:5432/postgres" -Atqc 'select 1' >/dev/null 2>&1; then
-    export CONFAB_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres"
-  else
-    echo "no PostgreSQL on 127.0.0.1:5432; starting a private one" >&2
-    mkdir -p "$infra"
-    rm -rf "$infra/pg"; mkdir -p "$infra/pg"
-    if [ "$(id -u)" -eq 0 ]; then chown -R postgres:postgres "$infra/pg"; fi
-    pg_run initdb -D "$infra/pg" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
-    port=$(free_port)
-    pg_run pg_ctl start -D "$infra/pg" -l "$infra/pg/server.log" -w \
-      -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$infra/pg -c fsync=off -c max_connections=300" >/dev/null
-    export CONFAB_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
-  fi
-fi
-if [ -z "${CONFAB_TEST_REDIS_URL:-}" ]; then
-  if [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = "PONG" ]; then
-    export CONFAB_TEST_REDIS_URL="redis://127.0.0.1:6379"
-  else
-    echo "no Redis on 127.0.0.1:6379; starting a private one" >&2
-    mkdir -p "$infra"
-    port=$(free_port)
-    redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --daemonize yes \
-      --pidfile "$infra/redis.pid" --logfile "$infra/redis.log" --dir "$infra"
-    for _ in $(seq 1 100); do [ "$(redis-cli -p "$port" ping 2>/dev/null)" = "PONG" ] && break; sleep 0.1; done
-    export CONFAB_TEST_REDIS_URL="redis://127.0.0.1:$port"
-  fi
-fi
-echo "PostgreSQL: $CONFAB_TEST_DATABASE_URL  Redis: $CONFAB_TEST_REDIS_URL" >&2
+source "$root/scripts/infra.sh"
 
 mkdir -p target
 rm -f target/e2e-report.txt

@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod api;
+pub mod bench;
 pub mod browser;
 pub mod db;
 pub mod fault_proxy;
@@ -84,6 +85,10 @@ pub struct Options {
     /// `CONFAB_SMTP_*` at it; `CONFAB_PUBLIC_URL` is then web's origin, so
     /// links in the captured mail open this test's pages.
     pub smtp: bool,
+    /// Put a [`FaultProxy`] between the services and Redis
+    /// (`Harness::redis_proxy`), so a test can stall or stop "Redis" for
+    /// them while the test itself still reads Redis directly.
+    pub redis_proxy: bool,
 }
 
 /// A browser the harness starts up front ([`Options::browsers`]).
@@ -132,6 +137,7 @@ impl Default for Options {
             payments: false,
             browsers: Vec::new(),
             smtp: false,
+            redis_proxy: false,
         }
     }
 }
@@ -154,6 +160,8 @@ pub struct Harness {
     pub oidc: Option<OidcProvider>,
     pub payments: Option<Payments>,
     pub smtp: Option<SmtpCapture>,
+    /// The proxy the services reach Redis through (`Options::redis_proxy`).
+    pub redis_proxy: Option<FaultProxy>,
     pub artifacts: PathBuf,
     pub http: reqwest::Client,
     procs: Vec<Proc>,
@@ -210,13 +218,26 @@ impl Harness {
             .await
             .unwrap_or_else(|e| panic!("Redis at {redis_url} is not reachable: {e}"));
         let redis_prefix = format!("t:{}:", uuid::Uuid::new_v4().simple());
+        let (service_redis_url, redis_proxy) = if options.redis_proxy {
+            let rest = redis_url.trim_start_matches("redis://");
+            let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let proxy = FaultProxy::tcp(hostport).await;
+            let path = if path.is_empty() {
+                String::new()
+            } else {
+                format!("/{path}")
+            };
+            (format!("redis://{}{path}", proxy.addr), Some(proxy))
+        } else {
+            (redis_url.clone(), None)
+        };
         let llm = match options.agent {
             Agent::StandIn => Some(LlmStandIn::start().await),
             Agent::Offline | Agent::Local => None,
         };
 
         let mut common: Vec<(String, String)> = vec![
-            ("CONFAB_REDIS_URL".into(), redis_url.clone()),
+            ("CONFAB_REDIS_URL".into(), service_redis_url),
             ("CONFAB_REDIS_PREFIX".into(), redis_prefix.clone()),
             ("CONFAB_HOST".into(), "127.0.0.1".into()),
             (
@@ -370,6 +391,7 @@ impl Harness {
             oidc,
             payments,
             smtp,
+            redis_proxy,
             artifacts,
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(20))

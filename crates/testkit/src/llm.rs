@@ -93,6 +93,8 @@ struct Shared {
     arrivals: Vec<std::time::Instant>,
     /// Streamed responses the client closed before their end.
     abandoned: usize,
+    /// What to answer when the script is empty (else the echo).
+    default: Option<Reply>,
 }
 
 #[derive(Clone)]
@@ -128,7 +130,8 @@ impl LlmStandIn {
         let stop = tokio_util::sync::CancellationToken::new();
         *self.up.lock().expect("lock") = Some(stop.clone());
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
+            // Like a real provider's server, it writes each event at once.
+            let _ = axum::serve(confab_core::http::nodelay(listener), app)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await;
         });
@@ -173,6 +176,12 @@ impl LlmStandIn {
     /// Queue replies; when the queue is empty the stand-in echoes.
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
         self.shared.lock().expect("lock").script.extend(replies);
+    }
+
+    /// Answer every unscripted request with `reply` instead of the echo
+    /// (benchmarks: a model that streams a fixed answer at once).
+    pub fn answer_with(&self, reply: Reply) {
+        self.shared.lock().expect("lock").default = Some(reply);
     }
 
     /// The request bodies received so far.
@@ -288,7 +297,7 @@ async fn completions(
         let mut s = shared.lock().expect("lock");
         s.requests.push(body);
         s.arrivals.push(confab_core::clock::instant());
-        s.script.pop_front()
+        s.script.pop_front().or_else(|| s.default.clone())
     }
     .unwrap_or_else(|| Reply::text(&echo_reply(&last_user)));
 

@@ -11,30 +11,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use confab_testkit::{Agent, Build, Harness, Options};
+use confab_testkit::{Agent, Harness, Options};
 use serde_json::json;
 use std::time::Duration;
 
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let bin = args
-        .next()
-        .unwrap_or_else(|| "target/release/confab".into());
+    let build = confab_testkit::bench::build(args.next());
     let rate: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(500);
     let secs: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(10);
-    let bin: &'static str = Box::leak(bin.into_boxed_str());
-    let tmp: &'static str = Box::leak(
-        std::env::temp_dir()
-            .join("confab-bench")
-            .display()
-            .to_string()
-            .into_boxed_str(),
-    );
-    let build = Build {
-        confab_bin: bin,
-        target_tmpdir: tmp,
-    };
     let h = Harness::start_with(
         build,
         "bench_events",

@@ -9,26 +9,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use confab_testkit::{Agent, Build, Harness, Options};
+use confab_testkit::{bench::proc_kb, Agent, Harness, Options};
 use futures::StreamExt;
 
 const PER_THREAD: i64 = 100;
-
-/// A field of /proc/<pid>/status in kB (`VmRSS`, `VmHWM`).
-fn proc_kb(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(field)?
-                .trim_start_matches(':')
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
 
 async fn seed(h: &Harness, user: &str, messages: i64) {
     let threads = (messages / PER_THREAD).max(1);
@@ -86,25 +70,11 @@ async fn export(h: &Harness, token: &str, format: &str) -> (f64, u64) {
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let bin = args
-        .next()
-        .unwrap_or_else(|| "target/release/confab".into());
+    let build = confab_testkit::bench::build(args.next());
     let mut sizes: Vec<i64> = args.filter_map(|a| a.parse().ok()).collect();
     if sizes.is_empty() {
         sizes = vec![10_000, 100_000];
     }
-    let bin: &'static str = Box::leak(bin.into_boxed_str());
-    let tmp: &'static str = Box::leak(
-        std::env::temp_dir()
-            .join("confab-bench")
-            .display()
-            .to_string()
-            .into_boxed_str(),
-    );
-    let build = Build {
-        confab_bin: bin,
-        target_tmpdir: tmp,
-    };
     for n in sizes {
         let h = Harness::start_with(
             build,

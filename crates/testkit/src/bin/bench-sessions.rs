@@ -17,33 +17,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use confab_core::{keys::Keys, revocation, tokens::Verifier};
-use confab_testkit::{Agent, Build, Harness, Options, Socket};
+use confab_testkit::{bench::percentile, Agent, Build, Harness, Options, Socket};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 fn main() {
     let mut args = std::env::args().skip(1);
-    let bin = args
-        .next()
-        .unwrap_or_else(|| "target/release/confab".into());
+    let build = confab_testkit::bench::build(args.next());
     let runs: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(200);
-    let bin: &'static str = Box::leak(bin.into_boxed_str());
-    let tmp: &'static str = Box::leak(
-        std::env::temp_dir()
-            .join("confab-bench")
-            .display()
-            .to_string()
-            .into_boxed_str(),
-    );
-    let build = Build {
-        confab_bin: bin,
-        target_tmpdir: tmp,
-    };
     // The services are separate processes; this process's one thread is the
     // "one core" of the verification figure.
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -1,0 +1,173 @@
+//! Fault tests (issue 15), real processes: the services reach Redis through
+//! a fault-injecting TCP proxy (`Options::redis_proxy`) that can stall every
+//! connection (a half-open Redis: bytes held, nothing closed) or stop it
+//! (connections cut, new ones refused); PostgreSQL and the provider are
+//! faulted the same way elsewhere (`api_agent_errors` takes the provider
+//! down; flow 3 kills the writing backend with SIGKILL mid-reply). In each,
+//! every acknowledged message is in the database exactly once afterwards,
+//! and the user saw a clear state, never a hang.
+
+use crate::BUILD;
+use confab_testkit::{eventually, Harness, Network, Options, Reply};
+use serde_json::json;
+use std::{sync::Arc, time::Duration};
+
+async fn with_redis_proxy(name: &str) -> Harness {
+    Harness::start_with(
+        BUILD,
+        name,
+        Options {
+            redis_proxy: true,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// How many rows of `role` the thread holds, and how many are complete.
+async fn rows(h: &Harness, thread: &str, role: &str) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE status = 'complete') FROM messages
+         WHERE thread_id = $1::uuid AND role = $2",
+    )
+    .bind(thread)
+    .bind(role)
+    .fetch_one(&h.dbs.backend)
+    .await
+    .unwrap()
+}
+
+async fn metric(h: &Harness, name: &str) -> f64 {
+    let text = h
+        .http
+        .get(format!("{}/metrics", h.backend_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Redis stalls (accepts, holds every byte, closes nothing): a message sent
+/// meanwhile is acknowledged as soon as Postgres has it, its reply is
+/// written and stored; the live frames Redis could not carry are dropped
+/// (counted), and once Redis answers again the user's socket is told to
+/// resync (4009), and a resume shows the whole reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_redis_stall_does_not_hold_the_ack_or_the_reply() {
+    let h = with_redis_proxy("fault_redis_stall").await;
+    let proxy = h.redis_proxy.clone().unwrap();
+    let user = h.sign_up().await;
+    let mut ws = h.socket(&user).await;
+    let first = ws.send_message("c-1", None, "before the stall").await;
+    let thread = first["thread_id"].as_str().unwrap().to_string();
+    ws.collect_reply().await;
+
+    proxy.set(Network::Stalled);
+    let sent = confab_core::clock::instant();
+    let ack = ws
+        .send_message("c-2", Some(&thread), "while Redis stalls")
+        .await;
+    let acked_in = sent.elapsed();
+    assert_eq!(ack["duplicate"], false);
+    assert!(
+        acked_in < Duration::from_millis(500),
+        "the ack waited {acked_in:?} for Redis"
+    );
+    // The reply is written and stored without Redis.
+    eventually(3, "the reply stored while Redis stalls", || async {
+        (rows(&h, &thread, "assistant").await == (2, 2)).then_some(())
+    })
+    .await;
+    // Its live frames could not be sent: dropped and counted, not waited on.
+    eventually(4, "the fan-out gave up on the stalled Redis", || async {
+        (metric(&h, "fanout_dropped_total").await > 0.0).then_some(())
+    })
+    .await;
+
+    proxy.set(Network::Up);
+    // The user is told what was lost: resync, then the resume has it all.
+    assert_eq!(ws.expect_close().await, 4009);
+    let mut ws = h.socket(&user).await;
+    ws.send(json!({"type": "resume", "thread_id": thread, "after_seq": 2}))
+        .await;
+    let question = ws.recv_type("message").await;
+    assert_eq!(question["message"]["content"], "while Redis stalls");
+    let reply = ws.recv_type("message").await;
+    assert_eq!(reply["message"]["status"], "complete");
+    assert_eq!(reply["message"]["content"], "You said: while Redis stalls");
+    assert_eq!(ws.recv_type("resumed").await["more"], false);
+    // Exactly once each.
+    assert_eq!(rows(&h, &thread, "user").await, (2, 2));
+    assert_eq!(rows(&h, &thread, "assistant").await, (2, 2));
+    // Fan-out works again: a new message streams live.
+    ws.send_message("c-3", Some(&thread), "after the stall")
+        .await;
+    assert_eq!(ws.collect_reply().await.text, "You said: after the stall");
+}
+
+/// Redis stops (connections cut, new ones refused) while a reply streams:
+/// the socket is told to resync (4009) at once, the reply still completes
+/// and is stored; a socket opened meanwhile is refused with 1011 (the token
+/// cannot be checked), not left hanging; once Redis is back sockets
+/// connect, the resume has the whole reply, live replies stream again and
+/// a sign-out closes the session's socket again (revocation recovered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_redis_stopped_then_back() {
+    let h = with_redis_proxy("fault_redis_stopped").await;
+    let proxy = h.redis_proxy.clone().unwrap();
+    let llm = h.llm.clone().unwrap();
+    let user = h.sign_up().await;
+    let mut ws = h.socket(&user).await;
+    let gate = Arc::new(tokio::sync::Notify::new());
+    llm.script([Reply::Gated {
+        before: vec!["Half ".into()],
+        gate: gate.clone(),
+        after: vec!["and the rest.".into()],
+    }]);
+    let ack = ws.send_message("c-1", None, "a question").await;
+    let thread = ack["thread_id"].as_str().unwrap().to_string();
+    assert_eq!(ws.recv_type("delta").await["text"], "Half ");
+
+    proxy.set(Network::Down);
+    proxy.cut();
+    assert_eq!(ws.expect_close().await, 4009);
+    gate.notify_one();
+    eventually(3, "the reply stored while Redis is away", || async {
+        (rows(&h, &thread, "assistant").await == (1, 1)).then_some(())
+    })
+    .await;
+    // No Redis, no revocation check: refused with a clear code, at once.
+    let mut refused = h.raw_socket().await;
+    refused
+        .send(json!({"type": "auth", "token": user.access_token}))
+        .await;
+    assert_eq!(refused.recv_type("error").await["code"], "internal");
+    assert_eq!(refused.expect_close().await, 1011);
+
+    proxy.set(Network::Up);
+    // Ready again once its Redis connections and subscription are back.
+    eventually(5, "the backend ready again", || async {
+        let r = h.http.get(format!("{}/readyz", h.backend_url)).send().await;
+        r.ok().filter(|r| r.status() == 200).map(|_| ())
+    })
+    .await;
+    let mut ws = h.socket(&user).await;
+    ws.send(json!({"type": "resume", "thread_id": thread, "after_seq": 1}))
+        .await;
+    let reply = ws.recv_type("message").await;
+    assert_eq!(reply["message"]["status"], "complete");
+    assert_eq!(reply["message"]["content"], "Half and the rest.");
+    assert_eq!(rows(&h, &thread, "user").await, (1, 1));
+    // Fan-out is back (the hub resubscribed) ...
+    ws.send_message("c-2", Some(&thread), "again").await;
+    assert_eq!(ws.collect_reply().await.text, "You said: again");
+    // ... and so is revocation: signing out closes the socket with 4003.
+    assert_eq!(h.log_out(&user.access_token).await, 204);
+    assert_eq!(ws.expect_close().await, 4003);
+}
