@@ -152,11 +152,13 @@ async fn fault_redis_stopped_then_back() {
 
     proxy.set(Network::Up);
     // Ready again once its Redis connections and subscription are back.
-    eventually(5, "the backend ready again", || async {
-        let r = h.http.get(format!("{}/readyz", h.backend_url)).send().await;
-        r.ok().filter(|r| r.status() == 200).map(|_| ())
-    })
-    .await;
+    for url in [&h.backend_url, &h.auth_url] {
+        eventually(5, "the services ready again", || async {
+            let r = h.http.get(format!("{url}/readyz")).send().await;
+            r.ok().filter(|r| r.status() == 200).map(|_| ())
+        })
+        .await;
+    }
     let mut ws = h.socket(&user).await;
     ws.send(json!({"type": "resume", "thread_id": thread, "after_seq": 1}))
         .await;
