@@ -45,22 +45,8 @@ fn snapshot(procs: &[(String, u32)]) -> BTreeMap<String, u64> {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let bin = args
-        .next()
-        .unwrap_or_else(|| "target/release/confab".into());
+    let build = confab_testkit::bench::build(args.next());
     let secs: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(60);
-    let bin: &'static str = Box::leak(bin.into_boxed_str());
-    let tmp: &'static str = Box::leak(
-        std::env::temp_dir()
-            .join("confab-bench")
-            .display()
-            .to_string()
-            .into_boxed_str(),
-    );
-    let build = Build {
-        confab_bin: bin,
-        target_tmpdir: tmp,
-    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -18,17 +18,18 @@ use confab_core::{
     keys::Keys,
     ratelimit::{Rate, Throttle},
 };
+use confab_testkit::bench;
 use std::{sync::Arc, time::Duration};
 
-fn report(what: &str, mut lat: Vec<Duration>, wall: Duration) {
-    lat.sort();
-    let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+fn report(what: &str, lat: Vec<Duration>, wall: Duration) {
+    let mut ms: Vec<f64> = lat.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    ms.sort_by(f64::total_cmp);
     println!(
         "{what:<52} {:>8.0} decisions/s   p50 {:>6.3} ms   p99 {:>6.3} ms   max {:>6.3} ms",
-        lat.len() as f64 / wall.as_secs_f64(),
-        q(0.50).as_secs_f64() * 1e3,
-        q(0.99).as_secs_f64() * 1e3,
-        lat[lat.len() - 1].as_secs_f64() * 1e3,
+        ms.len() as f64 / wall.as_secs_f64(),
+        bench::percentile(&ms, 0.50),
+        bench::percentile(&ms, 0.99),
+        ms.last().copied().unwrap_or(f64::NAN),
     );
 }
 
@@ -53,7 +54,11 @@ async fn main() {
     let plan = plans.get("free").clone();
     let clock = Clock::system();
     let users: Vec<UserId> = (0..500).map(|_| UserId::new()).collect();
-    println!("{n} decisions per run, {} users, Redis {url}", users.len());
+    println!(
+        "{n} decisions per run, {} users, Redis {url}, load average {}",
+        users.len(),
+        bench::load_average()
+    );
 
     // Warm-up: the script is loaded (EVALSHA from then on).
     for u in users.iter().take(50) {
