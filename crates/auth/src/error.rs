@@ -160,6 +160,7 @@ impl Error {
             Error::MailUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Error::LastSignInMethod => StatusCode::CONFLICT,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Infra(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             Error::Infra(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -194,6 +195,7 @@ impl Error {
             Error::IdentityNotFound => "identity_not_found",
             Error::LastSignInMethod => "last_sign_in_method",
             Error::MethodNotAllowed => "method_not_allowed",
+            Error::Infra(e) if e.is_unavailable() => "unavailable",
             Error::Infra(_) | Error::Internal(_) => "internal",
         }
     }
@@ -253,6 +255,9 @@ impl IntoResponse for Error {
         let message = if self.is_internal() {
             tracing::error!(error = %self, "request failed with an internal error");
             InfraError::PUBLIC_MESSAGE.to_string()
+        } else if let Error::Infra(e) = &self {
+            tracing::warn!(error = %e, "request failed: a store is unavailable");
+            InfraError::UNAVAILABLE_MESSAGE.to_string()
         } else {
             self.to_string()
         };
@@ -278,6 +283,11 @@ impl IntoResponse for Error {
                 )
                     .into_response();
                 r.headers_mut().insert(header::RETRY_AFTER, secs.into());
+                r
+            }
+            Error::Infra(_) if status == StatusCode::SERVICE_UNAVAILABLE => {
+                let mut r = error_response(status, self.code(), &message, None);
+                r.headers_mut().insert(header::RETRY_AFTER, 1.into());
                 r
             }
             _ => error_response(status, self.code(), &message, self.field()),

@@ -182,6 +182,7 @@ impl Error {
             Error::Webhook(_) => "invalid_webhook",
             Error::Billing(_) => "billing_unavailable",
             Error::TooManySockets(_) => "too_many_sockets",
+            Error::Infra(e) if e.is_unavailable() => "unavailable",
             Error::Infra(_) | Error::Model(_) => "internal",
         }
     }
@@ -205,6 +206,7 @@ impl Error {
             Error::Webhook(_) => StatusCode::BAD_REQUEST,
             Error::Billing(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::TooManySockets(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Infra(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             Error::Infra(_) | Error::Model(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -212,6 +214,7 @@ impl Error {
     /// The message shown to users; internal details stay in the logs.
     pub fn public_message(&self) -> String {
         match self {
+            Error::Infra(e) if e.is_unavailable() => InfraError::UNAVAILABLE_MESSAGE.into(),
             Error::Infra(_) | Error::Model(_) => InfraError::PUBLIC_MESSAGE.into(),
             Error::Token(TokenError::Expired) => {
                 "Your session token expired; refresh it and try again.".into()
@@ -253,6 +256,12 @@ impl IntoResponse for Error {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        if self.code() == "unavailable" {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
             );
         }
         resp

@@ -75,6 +75,11 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// The longest a request waits for a database connection: past it, the
+/// request fails `unavailable` (503, retryable) instead of hanging while
+/// PostgreSQL is away or every connection is busy.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Open a pool with a bounded wait, so a service that cannot reach its
 /// database fails at start with a clear error instead of hanging.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
@@ -83,7 +88,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
     PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(opts)
         .await
 }

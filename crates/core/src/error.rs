@@ -26,6 +26,41 @@ impl InfraError {
     /// What a client is told about any infrastructure failure.
     pub const PUBLIC_MESSAGE: &'static str = "Something went wrong on our side. Please try again.";
 
+    /// What a client is told when a store Confab depends on is not
+    /// answering ([`InfraError::is_unavailable`]).
+    pub const UNAVAILABLE_MESSAGE: &'static str =
+        "Confab's storage is not answering right now, so nothing was saved. Please try again in a moment.";
+
+    /// The database or Redis is unreachable, restarting or too slow — a
+    /// passing condition the client should retry after a moment (code
+    /// `unavailable`, HTTP 503) — rather than a bug or a bad request.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            InfraError::Database(e) => match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed => true,
+                // admin_shutdown, crash_shutdown, cannot_connect_now,
+                // too_many_connections: PostgreSQL going away or full.
+                sqlx::Error::Database(db) => matches!(
+                    db.code().as_deref(),
+                    Some("57P01" | "57P02" | "57P03" | "53300")
+                ),
+                _ => false,
+            },
+            InfraError::Redis(e) => {
+                e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+            }
+            InfraError::Timeout(_) => true,
+            InfraError::Migrate(_) | InfraError::Io(_) | InfraError::HttpClient(_) => false,
+        }
+    }
+
     /// The database error, when this is one (for constraint checks).
     pub fn as_database(&self) -> Option<&sqlx::Error> {
         match self {

@@ -89,6 +89,10 @@ pub struct Options {
     /// (`Harness::redis_proxy`), so a test can stall or stop "Redis" for
     /// them while the test itself still reads Redis directly.
     pub redis_proxy: bool,
+    /// Put a [`FaultProxy`] between the services and PostgreSQL
+    /// (`Harness::pg_proxy`): cutting it is a PostgreSQL restart as the
+    /// services see it, while the test's own pools (`dbs`) still read.
+    pub pg_proxy: bool,
 }
 
 /// A browser the harness starts up front ([`Options::browsers`]).
@@ -138,6 +142,7 @@ impl Default for Options {
             browsers: Vec::new(),
             smtp: false,
             redis_proxy: false,
+            pg_proxy: false,
         }
     }
 }
@@ -162,6 +167,8 @@ pub struct Harness {
     pub smtp: Option<SmtpCapture>,
     /// The proxy the services reach Redis through (`Options::redis_proxy`).
     pub redis_proxy: Option<FaultProxy>,
+    /// The proxy the services reach PostgreSQL through (`Options::pg_proxy`).
+    pub pg_proxy: Option<FaultProxy>,
     pub artifacts: PathBuf,
     pub http: reqwest::Client,
     procs: Vec<Proc>,
@@ -218,18 +225,14 @@ impl Harness {
             .await
             .unwrap_or_else(|e| panic!("Redis at {redis_url} is not reachable: {e}"));
         let redis_prefix = format!("t:{}:", uuid::Uuid::new_v4().simple());
-        let (service_redis_url, redis_proxy) = if options.redis_proxy {
-            let rest = redis_url.trim_start_matches("redis://");
-            let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
-            let proxy = FaultProxy::tcp(hostport).await;
-            let path = if path.is_empty() {
-                String::new()
-            } else {
-                format!("/{path}")
-            };
-            (format!("redis://{}{path}", proxy.addr), Some(proxy))
-        } else {
-            (redis_url.clone(), None)
+        let redis_proxy = match options.redis_proxy {
+            true => Some(FaultProxy::tcp(&host_port(&redis_url)).await),
+            false => None,
+        };
+        let service_redis_url = via(&redis_url, redis_proxy.as_ref());
+        let pg_proxy = match options.pg_proxy {
+            true => Some(FaultProxy::tcp(&host_port(&dbs.auth_url)).await),
+            false => None,
         };
         let llm = match options.agent {
             Agent::StandIn => Some(LlmStandIn::start().await),
@@ -328,7 +331,10 @@ impl Harness {
         // A test's own env wins (it is appended after).
         auth_env.extend(options.env.iter().cloned());
         auth_env.push(("CONFAB_AUTH_PORT".into(), "0".into()));
-        auth_env.push(("CONFAB_AUTH_DATABASE_URL".into(), dbs.auth_url.clone()));
+        auth_env.push((
+            "CONFAB_AUTH_DATABASE_URL".into(),
+            via(&dbs.auth_url, pg_proxy.as_ref()),
+        ));
         let auth = Proc::spawn(bin, "auth", &auth_env, &artifacts).await;
         let auth_url = auth.url.clone();
         procs.push(auth);
@@ -337,7 +343,7 @@ impl Harness {
         backend_env.push(("CONFAB_BACKEND_PORT".into(), "0".into()));
         backend_env.push((
             "CONFAB_BACKEND_DATABASE_URL".into(),
-            dbs.backend_url.clone(),
+            via(&dbs.backend_url, pg_proxy.as_ref()),
         ));
         backend_env.push(("CONFAB_AUTH_URL".into(), auth_url.clone()));
         if let Some(llm) = &llm {
@@ -392,6 +398,7 @@ impl Harness {
             payments,
             smtp,
             redis_proxy,
+            pg_proxy,
             artifacts,
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(20))
@@ -704,4 +711,26 @@ fn remove_redis_keys(url: &str, prefix: &str) {
     if !keys.is_empty() {
         let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
     }
+}
+
+/// `host:port` of a service URL (`redis://…`, `postgres://…`).
+fn host_port(url: &str) -> String {
+    let u = url::Url::parse(url).unwrap_or_else(|e| panic!("bad URL {url}: {e}"));
+    let port = u.port().unwrap_or(match u.scheme() {
+        "redis" => 6379,
+        _ => 5432,
+    });
+    format!("{}:{port}", u.host_str().unwrap_or("127.0.0.1"))
+}
+
+/// `url` with its host and port those of `proxy`, when there is one.
+fn via(url: &str, proxy: Option<&FaultProxy>) -> String {
+    let Some(proxy) = proxy else {
+        return url.to_string();
+    };
+    let mut u = url::Url::parse(url).unwrap_or_else(|e| panic!("bad URL {url}: {e}"));
+    let (host, port) = proxy.addr.rsplit_once(':').expect("proxy address");
+    u.set_host(Some(host)).expect("proxy host");
+    u.set_port(port.parse().ok()).expect("proxy port");
+    u.to_string()
 }

@@ -428,7 +428,7 @@ async fn the_sockets_revocation_check_fails_closed_when_redis_fails() {
     assert_eq!(frame["type"], "error", "{frame}");
     assert_eq!(frame["retryable"], true, "{frame}");
     assert_eq!(refused.expect_close().await, 1011);
-    assert_eq!(frame["code"], "internal", "{frame}");
+    assert_eq!(frame["code"], "unavailable", "{frame}");
     // As over HTTP: the request fails, it is not served unchecked.
     let (status, body) = h
         .get(
@@ -438,7 +438,7 @@ async fn the_sockets_revocation_check_fails_closed_when_redis_fails() {
         .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
-        (500, Some("internal")),
+        (503, Some("unavailable")),
         "{body}"
     );
 

@@ -2,6 +2,12 @@
 //! is admitted against the user's plan before anything is stored; see
 //! `plans::limiter`. The plan is read from the database every time, so a
 //! plan change applies to the next message on every instance.
+//!
+//! The counts live in Redis, which is not on a message's critical path: when
+//! Redis does not answer within [`ADMIT_TIMEOUT`] the message is admitted
+//! unchecked (logged, counted as `plan_admissions_total{outcome="unchecked"}`)
+//! rather than refused or held — a short outage lets a few messages past the
+//! plan, and never stops anyone chatting.
 
 use super::Chat;
 use crate::{
@@ -13,12 +19,16 @@ use crate::{
     store,
 };
 use confab_core::ids::UserId;
+use std::time::Duration;
+
+/// How long a message waits for the plan's counts before it goes unchecked.
+pub const ADMIT_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl Chat {
     /// Admit one generation for `user`: the slot it holds (when the plan
-    /// caps concurrent replies) and the usage after it, or
-    /// [`Error::QuotaExceeded`].
-    pub(super) async fn admit(&self, user: UserId) -> Result<(Option<Slot>, Usage), Error> {
+    /// caps concurrent replies) and the usage after it (`None`: Redis did
+    /// not answer, admitted unchecked), or [`Error::QuotaExceeded`].
+    pub(super) async fn admit(&self, user: UserId) -> Result<(Option<Slot>, Option<Usage>), Error> {
         let limiter = &self.inner.limiter;
         let plans = limiter.plans();
         let stored = store::profiles::plan_of(&self.inner.db, user).await?;
@@ -27,8 +37,23 @@ impl Chat {
             None => plans.default_plan(),
         };
         let now_ms = self.inner.clock.now().timestamp_millis();
-        match limiter.admit(user, plan, now_ms).await? {
-            Decision::Admitted { usage, slot } => Ok((slot, usage)),
+        let decision = match tokio::time::timeout(ADMIT_TIMEOUT, limiter.admit(user, plan, now_ms))
+            .await
+        {
+            Ok(Ok(decision)) => decision,
+            Ok(Err(e)) => {
+                tracing::warn!(%user, error = %e, "plan counts unavailable; message admitted unchecked");
+                metrics::counter!("plan_admissions_total", "outcome" => "unchecked").increment(1);
+                return Ok((None, None));
+            }
+            Err(_) => {
+                tracing::warn!(%user, "plan counts did not answer in time; message admitted unchecked");
+                metrics::counter!("plan_admissions_total", "outcome" => "unchecked").increment(1);
+                return Ok((None, None));
+            }
+        };
+        match decision {
+            Decision::Admitted { usage, slot } => Ok((slot, Some(usage))),
             Decision::Refused(refusal) => {
                 let limit = match refusal.kind {
                     LimitKind::Quota => plan.daily_messages,

@@ -69,7 +69,7 @@ impl Chat {
                     message_id: stored.id,
                     seq: stored.seq,
                     duplicate: false,
-                    usage: Some(usage),
+                    usage,
                 };
                 // Published, so it reaches the sender's socket only after the ack
                 // (which the gateway writes before it reads the hub again) and the
