@@ -311,9 +311,23 @@ mod tests {
 
     #[test]
     fn internal_errors_do_not_leak() {
-        let e = Error::Infra(InfraError::Timeout("the secret thing"));
+        let e = Error::Infra(InfraError::Io(std::io::Error::other("the secret thing")));
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(e.code(), "internal");
         assert!(!e.public_message().contains("secret"));
+    }
+
+    #[test]
+    fn an_unanswering_store_is_unavailable_not_internal() {
+        for e in [
+            Error::Infra(InfraError::Timeout("the secret thing")),
+            Error::Infra(InfraError::Database(sqlx::Error::PoolTimedOut)),
+        ] {
+            assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(e.code(), "unavailable");
+            assert!(!e.public_message().contains("secret"));
+            let r = e.into_response();
+            assert_eq!(r.headers()[axum::http::header::RETRY_AFTER], "1");
+        }
     }
 }
