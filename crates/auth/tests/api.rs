@@ -360,6 +360,15 @@ async fn sign_up_use_refresh_and_log_out() {
     assert_eq!(claims.email, "alice@example.com");
     assert_eq!(claims.name, "Alice");
     assert_eq!(claims.sub.to_string(), alice.body["user"]["id"]);
+    // Verified again (remembered), and a token that differs in one byte of
+    // its signature is still checked in full, and refused.
+    assert_eq!(verifier.verify(alice.access()).await.unwrap(), claims);
+    let mut forged = alice.access().as_bytes().to_vec();
+    let i = alice.access().rfind('.').unwrap() + 10;
+    forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    assert!(verifier.verify(&forged).await.is_err());
+    assert_eq!(verifier.verify(alice.access()).await.unwrap(), claims);
 
     let me = app.me(alice.access()).await;
     assert_eq!(me.status, StatusCode::OK, "{}", me.body);

@@ -21,6 +21,8 @@ pub const AUDIENCE: &str = "confab";
 /// socket gateway gives an expired token the same time to be replaced by
 /// `reauth`, so a socket is held to exactly what an HTTP request would be.
 pub const LEEWAY_SECS: u64 = 2;
+/// Tokens a verifier remembers as verified (see [`Verifier::verify`]).
+pub const VERIFIED_CACHE: usize = 10_000;
 /// Minimum time between two JWKS fetches triggered by unknown `kid`s.
 pub const REFRESH_COOLDOWN: Duration = Duration::from_secs(5);
 
@@ -126,6 +128,11 @@ struct Inner {
     keys: RwLock<HashMap<String, DecodingKey>>,
     last_fetch: Mutex<Option<Instant>>,
     leeway: u64,
+    /// Tokens whose signature and claims were verified, by their exact
+    /// text: a client sends the same access token with every request for
+    /// its whole life, and checking an EdDSA signature is most of a
+    /// verification's cost. Emptied whenever the key set changes.
+    verified: std::sync::Mutex<HashMap<String, Claims>>,
 }
 
 impl Verifier {
@@ -143,6 +150,7 @@ impl Verifier {
                 keys: RwLock::new(HashMap::new()),
                 last_fetch: Mutex::new(None),
                 leeway: LEEWAY_SECS,
+                verified: std::sync::Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -181,6 +189,8 @@ impl Verifier {
         }
         let n = keys.len();
         *self.inner.keys.write().await = keys;
+        // A key that left the set must not keep its tokens valid.
+        self.verified().clear();
         Ok(n)
     }
 
@@ -207,10 +217,45 @@ impl Verifier {
     }
 
     /// Verify signature, algorithm, issuer, audience and expiry.
+    ///
+    /// A token verified before (the same bytes) is only checked for expiry
+    /// again: its signature and its other claims cannot have changed.
+    /// Revocation is the caller's business either way.
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let cached = self.verified().get(token).cloned();
+        if let Some(claims) = cached {
+            let now = jsonwebtoken::get_current_timestamp() as i64;
+            if claims.exp >= now - self.inner.leeway as i64 {
+                return Ok(claims);
+            }
+            self.verified().remove(token);
+            return Err(TokenError::Expired);
+        }
         let kid = unverified_kid(token)?;
         let key = self.key_for(&kid).await?;
-        verify_with_key(token, &key, &self.inner.issuer, self.inner.leeway)
+        let claims = verify_with_key(token, &key, &self.inner.issuer, self.inner.leeway)?;
+        self.remember(token, &claims);
+        Ok(claims)
+    }
+
+    fn verified(&self) -> std::sync::MutexGuard<'_, HashMap<String, Claims>> {
+        // A panic while holding it cannot leave the map inconsistent.
+        self.inner
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn remember(&self, token: &str, claims: &Claims) {
+        let mut verified = self.verified();
+        if verified.len() >= VERIFIED_CACHE {
+            let now = jsonwebtoken::get_current_timestamp() as i64;
+            verified.retain(|_, c| c.exp >= now - self.inner.leeway as i64);
+            if verified.len() >= VERIFIED_CACHE {
+                verified.clear();
+            }
+        }
+        verified.insert(token.to_string(), claims.clone());
     }
 }
 

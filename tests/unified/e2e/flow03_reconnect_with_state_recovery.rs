@@ -359,3 +359,68 @@ async fn flow03_the_instance_writing_the_reply_is_killed() {
         })
         .await;
 }
+
+/// PostgreSQL goes away under the services while the page is open: a
+/// message typed meanwhile cannot be stored, so it stays pending with a note
+/// saying it will be tried again (never dropped, never shown as sent), and
+/// it is sent again by itself once PostgreSQL is back — stored once and
+/// answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow03_a_message_sent_while_the_database_is_away() {
+    let h = Harness::start_with(
+        BUILD,
+        "flow03_database_away",
+        Options {
+            pg_proxy: true,
+            ..Options::with_browser()
+        },
+    )
+    .await;
+    let pg = h.pg_proxy.clone().unwrap();
+    let user = h.sign_up().await;
+    let browser = h.browser().await;
+    let (h, pg) = (&h, &pg);
+    browser
+        .run(|c| async move {
+            log_in(&c, &h.web_url, &user).await;
+            send(&c, "before the outage").await;
+            eventually(10, "the first reply", || async {
+                let rows = screen(&c).await;
+                (rows.len() == 2 && rows[1].1 == "complete").then_some(())
+            })
+            .await;
+            let thread = shown_thread(&c).await;
+
+            pg.set(Network::Down);
+            pg.cut();
+            send(&c, "while the database is away").await;
+            eventually(10, "the message pending, to be tried again", || async {
+                let rows = screen(&c).await;
+                let last = rows.last()?;
+                let note = c
+                    .execute(
+                        r#"const m = [...document.querySelectorAll('[data-testid="message"]')].pop();
+                           return m.querySelector(".message-footer").textContent;"#,
+                        vec![],
+                    )
+                    .await
+                    .ok()?;
+                let note = note.as_str()?.to_string();
+                (rows.len() == 3 && last.1 == "pending" && note.contains("Trying again"))
+                    .then_some(())
+            })
+            .await;
+            assert_eq!(stored(h, &thread).await.len(), 2, "nothing stored meanwhile");
+
+            pg.set(Network::Up);
+            let rows = eventually(20, "the message sent again and answered", || async {
+                let rows = screen(&c).await;
+                (rows.len() == 4 && rows.iter().all(|r| r.1 == "complete")).then_some(rows)
+            })
+            .await;
+            assert_eq!(rows[2].2, "while the database is away");
+            assert_eq!(rows[3].2, "You said: while the database is away");
+            assert_eq!(stored(h, &thread).await, rows, "the database matches the screen");
+        })
+        .await;
+}

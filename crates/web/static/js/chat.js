@@ -347,6 +347,19 @@ function flushOutbox() {
   if (isReady()) outbox.flush(sendFrame);
 }
 
+// A message the server could not store yet (`unavailable`) is sent again
+// after a wait that doubles (1 s, 2 s, … 15 s) until one is acknowledged.
+const resend = { delay: 0, timer: null };
+
+function resendLater() {
+  if (resend.timer) return;
+  resend.delay = Math.min(resend.delay ? resend.delay * 2 : 1000, 15000);
+  resend.timer = setTimeout(() => {
+    resend.timer = null;
+    flushOutbox();
+  }, resend.delay);
+}
+
 // ---------------------------------------------------------------------------
 // The connection, as the conversation sees it
 // ---------------------------------------------------------------------------
@@ -483,6 +496,7 @@ function onResumed(f) {
 }
 
 function onAck(f) {
+  resend.delay = 0;
   const entry = outbox.remove(f.client_msg_id);
   track(f.thread_id);
 
@@ -660,6 +674,12 @@ function onError(f) {
   if (f.message_id) el = chat.byMessageId.get(f.message_id) || null;
   if (!el && f.client_msg_id) el = chat.byClientId.get(f.client_msg_id) || null;
 
+  // The server could not store it yet: it stays pending and is sent again.
+  if (f.code === "unavailable" && f.client_msg_id && outbox.sendAgainLater(f.client_msg_id)) {
+    if (el) render.setNote(el, "Not sent yet: the server can’t save messages right now. Trying again…");
+    resendLater();
+    return;
+  }
   // The server refused the message; it must not be re-sent on reconnect.
   // The retry button puts it back.
   if (f.client_msg_id) outbox.remove(f.client_msg_id);

@@ -157,6 +157,15 @@ export function dropInFlight() {
   return dropped;
 }
 
+/** The server could not store message `clientMsgId` just now (its database
+ *  was not answering: `unavailable`): it stays waiting, to be sent again by
+ *  a later flush. False when it is not waiting. */
+export function sendAgainLater(clientMsgId) {
+  const entry = entries.find((e) => e.kind === "send" && e.clientMsgId === clientMsgId);
+  if (entry) entry.sent = false;
+  return Boolean(entry);
+}
+
 /** Take a message out (acknowledged, or refused by the server); returns its
  *  entry, or null when it was not waiting. */
 export function remove(clientMsgId) {
