@@ -137,12 +137,14 @@ async fn flow10_logout_everywhere() {
         .run(|l| async move {
             phone
                 .run(|p| async move {
-                    log_in(&l, web_a, user).await;
-                    log_in(&p, web_b, user).await;
-                    chat(&l, "hello from the laptop").await;
-                    chat(&p, "hello from the phone").await;
-                    let (laptop_access, laptop_refresh) = tokens_of(&l).await;
-                    let (phone_access, phone_refresh) = tokens_of(&p).await;
+                    // Two devices, used at the same time.
+                    tokio::join!(log_in(&l, web_a, user), log_in(&p, web_b, user));
+                    tokio::join!(
+                        chat(&l, "hello from the laptop"),
+                        chat(&p, "hello from the phone")
+                    );
+                    let ((laptop_access, laptop_refresh), (phone_access, phone_refresh)) =
+                        tokio::join!(tokens_of(&l), tokens_of(&p));
 
                     // The phone opens its settings in a second tab.
                     let chat_tab = p.window().await.unwrap();
