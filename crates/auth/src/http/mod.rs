@@ -222,6 +222,11 @@ mod tests {
     fn openapi_is_valid_json_and_documents_every_route() {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        assert_eq!(
+            confab_core::http::unresolved_refs(&doc),
+            Vec::<String>::new(),
+            "every $ref resolves"
+        );
         for (path, method) in [
             ("/v1/auth/signup", "post"),
             ("/v1/auth/login", "post"),

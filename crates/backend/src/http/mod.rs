@@ -119,6 +119,11 @@ mod tests {
         let doc: serde_json::Value =
             serde_json::from_str(include_str!("../../openapi.json")).expect("valid JSON");
         assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        assert_eq!(
+            confab_core::http::unresolved_refs(&doc),
+            Vec::<String>::new(),
+            "every $ref resolves"
+        );
         let paths = doc["paths"].as_object().expect("paths");
         for (path, method) in super::ROUTES {
             assert!(

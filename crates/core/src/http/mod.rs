@@ -227,3 +227,28 @@ pub async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutdown signal received");
 }
+
+/// The local `$ref`s (`#/…`) of an OpenAPI document that point at nothing,
+/// for each service's test of its own document.
+pub fn unresolved_refs(doc: &serde_json::Value) -> Vec<String> {
+    fn walk(v: &serde_json::Value, doc: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(r)) = map.get("$ref") {
+                    let resolves = r
+                        .strip_prefix('#')
+                        .is_some_and(|pointer| doc.pointer(pointer).is_some());
+                    if !resolves {
+                        out.push(r.clone());
+                    }
+                }
+                map.values().for_each(|v| walk(v, doc, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, doc, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(doc, doc, &mut out);
+    out
+}
