@@ -470,6 +470,29 @@ impl Harness {
     }
 
     /// Sign up a fresh user through the real auth API.
+    /// The first backend's `/metrics` page (Prometheus text).
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.backend_url))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    /// The sum of the first backend's samples of metric `name` whose line
+    /// contains every one of `labels` (`kind="stalled"`); 0 when none.
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        self.metrics_text()
+            .await
+            .lines()
+            .filter(|l| l.starts_with(name) && labels.iter().all(|lab| l.contains(lab)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     pub async fn sign_up(&self) -> TestUser {
         TestUser::sign_up(self).await
     }

@@ -192,15 +192,7 @@ async fn transport_failures_are_classified() {
     assert_eq!(ws.collect_reply().await.text, echo_reply("anyone there?"));
 
     // The operator's metrics.
-    let metrics = h
-        .http
-        .get(format!("{}/metrics", h.backend_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics_text().await;
     for needle in [
         "llm_failures_total{provider=\"openai\",kind=\"unreachable\"}",
         "llm_failures_total{provider=\"openai\",kind=\"stalled\"}",
@@ -244,15 +236,7 @@ async fn a_dead_provider_trips_the_breaker_which_recovers() {
         2,
         "an open breaker let a request through"
     );
-    let metrics = h
-        .http
-        .get(format!("{}/metrics", h.backend_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics_text().await;
     assert!(
         metrics.contains("llm_breaker_state{provider=\"openai\"} 2"),
         "{metrics}"

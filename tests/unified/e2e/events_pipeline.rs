@@ -50,23 +50,6 @@ async fn times_processed(h: &Harness, event: &str) -> i64 {
         .unwrap()
 }
 
-/// A counter of the backend's `/metrics` whose line contains every label.
-async fn metric(h: &Harness, name: &str, labels: &[&str]) -> f64 {
-    let text = h
-        .http
-        .get(format!("{}/metrics", h.backend_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name) && labels.iter().all(|lab| l.contains(lab)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn user_updated(user: &str, name: &str, version: i64) -> Event {
     Event::new(
         EventKind::UserUpdated {
@@ -179,17 +162,18 @@ async fn a_poison_event_is_dead_lettered_and_the_rest_flow_past_it() {
     );
     assert_eq!(times_processed(&h, &poison.id.to_string()).await, 0);
     assert_eq!(
-        metric(&h, "events_dead_lettered_total", &["apply_failed"]).await,
+        h.metric("events_dead_lettered_total", &["apply_failed"])
+            .await,
         1.0
     );
     assert_eq!(
-        metric(&h, "events_dead_lettered_total", &["malformed"]).await,
+        h.metric("events_dead_lettered_total", &["malformed"]).await,
         1.0
     );
-    assert_eq!(metric(&h, "events_ignored_total", &[]).await, 1.0);
-    assert!(metric(&h, "events_retried_total", &[]).await >= 2.0);
+    assert_eq!(h.metric("events_ignored_total", &[]).await, 1.0);
+    assert!(h.metric("events_retried_total", &[]).await >= 2.0);
     eventually(3, "the dead-letter gauge", || async {
-        (metric(&h, "events_dead_letter_length", &[]).await == 2.0).then_some(())
+        (h.metric("events_dead_letter_length", &[]).await == 2.0).then_some(())
     })
     .await;
 }
@@ -228,8 +212,7 @@ async fn a_redelivered_revocation_writes_redis_again() {
     );
     assert_eq!(times_processed(&h, &event.id.to_string()).await, 1);
     assert_eq!(
-        metric(
-            &h,
+        h.metric(
             "events_applied_total",
             &["session.revoked", "outcome=\"duplicate\""]
         )
@@ -288,8 +271,7 @@ async fn a_relay_killed_between_publishing_and_marking_loses_and_doubles_nothing
     let applied = |outcome: &'static str| {
         let h = &h;
         async move {
-            metric(
-                h,
+            h.metric(
                 "events_applied_total",
                 &["user.updated", &format!("outcome=\"{outcome}\"")],
             )

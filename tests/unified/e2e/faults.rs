@@ -37,22 +37,6 @@ async fn rows(h: &Harness, thread: &str, role: &str) -> (i64, i64) {
     .unwrap()
 }
 
-async fn metric(h: &Harness, name: &str) -> f64 {
-    let text = h
-        .http
-        .get(format!("{}/metrics", h.backend_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Redis stalls (accepts, holds every byte, closes nothing): a message sent
 /// meanwhile is acknowledged as soon as Postgres has it, its reply is
 /// written and stored; the live frames Redis could not carry are dropped
@@ -89,7 +73,7 @@ async fn fault_redis_stall_does_not_hold_the_ack_or_the_reply() {
     .await;
     // Its live frames could not be sent: dropped and counted, not waited on.
     eventually(4, "the fan-out gave up on the stalled Redis", || async {
-        (metric(&h, "fanout_dropped_total").await > 0.0).then_some(())
+        (h.metric("fanout_dropped_total", &[]).await > 0.0).then_some(())
     })
     .await;
 

@@ -13,18 +13,7 @@ const MODEL_NAME: &str = "SmolLM2-135M-Instruct.Q4_1";
 
 /// The backend's `local_model_tokens_total` counter.
 async fn tokens_generated(h: &Harness) -> u64 {
-    let text = h
-        .http
-        .get(format!("{}/metrics", h.backend_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("local_model_tokens_total "))
-        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+    h.metric("local_model_tokens_total ", &[]).await as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
