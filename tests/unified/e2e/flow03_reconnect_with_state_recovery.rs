@@ -82,6 +82,17 @@ async fn shown_thread(c: &Client) -> String {
     url.path().trim_start_matches("/app/t/").to_string()
 }
 
+/// A first message answered while all is well; returns its thread.
+async fn first_exchange(c: &Client) -> String {
+    send(c, "before the outage").await;
+    eventually(10, "the first reply", || async {
+        let rows = screen(c).await;
+        (rows.len() == 2 && rows[1].1 == "complete").then_some(())
+    })
+    .await;
+    shown_thread(c).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow03_reconnect_with_state_recovery() {
     let h = Harness::start_with(
@@ -209,13 +220,7 @@ async fn flow03_reload_with_an_unsent_message() {
     browser
         .run(|c| async move {
             log_in(&c, &proxy.url, &user).await;
-            send(&c, "before the outage").await;
-            eventually(10, "the first reply", || async {
-                let rows = screen(&c).await;
-                (rows.len() == 2 && rows[1].1 == "complete").then_some(())
-            })
-            .await;
-            let thread = shown_thread(&c).await;
+            let thread = first_exchange(&c).await;
 
             // Pages load, but the chat socket cannot get through.
             proxy.set(Network::NoSockets);
@@ -383,13 +388,7 @@ async fn flow03_a_message_sent_while_the_database_is_away() {
     browser
         .run(|c| async move {
             log_in(&c, &h.web_url, &user).await;
-            send(&c, "before the outage").await;
-            eventually(10, "the first reply", || async {
-                let rows = screen(&c).await;
-                (rows.len() == 2 && rows[1].1 == "complete").then_some(())
-            })
-            .await;
-            let thread = shown_thread(&c).await;
+            let thread = first_exchange(&c).await;
 
             pg.set(Network::Down);
             pg.cut();
