@@ -185,7 +185,19 @@ async fn flow06_agent_error_and_retry() {
                 } = case;
                 llm.script(script);
                 let question = format!("Question {} ({kind})", i + 1);
+                let before = count(&c, "[data-testid=message-list] > li").await;
                 send(&c, &question).await;
+                // The question and its reply are on the page: until then the
+                // last failed reply is the previous case's.
+                eventually(
+                    10,
+                    &format!("{kind}: the question and its reply listed"),
+                    || async {
+                        (count(&c, "[data-testid=message-list] > li").await >= before + 2)
+                            .then_some(())
+                    },
+                )
+                .await;
 
                 // The failure is shown in place of the reply, specifically.
                 let shown = last_reply(&c, "failed", "").await;
