@@ -17,7 +17,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use confab_core::{keys::Keys, revocation, tokens::Verifier};
-use confab_testkit::{bench::percentile, Agent, Build, Harness, Options, Socket};
+use confab_testkit::{bench::percentile, Agent, Build, Harness, Options, Socket, TestUser};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -32,6 +32,19 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(run(build, runs));
+}
+
+/// Log `user` in once more (a session of its own); its refresh token.
+async fn new_session(h: &Harness, user: &TestUser) -> String {
+    let (status, body) = h
+        .post(
+            &format!("{}/v1/auth/login", h.auth_url),
+            None,
+            json!({"email": user.email, "password": user.password}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["refresh_token"].as_str().unwrap().to_string()
 }
 
 async fn run(build: Build, runs: usize) {
@@ -79,15 +92,7 @@ async fn run(build: Build, runs: usize) {
     // tokens, from refreshing the session again and again.
     let fresh = 2_000;
     let mut tokens = Vec::with_capacity(fresh);
-    let (status, body) = h
-        .post(
-            &format!("{}/v1/auth/login", h.auth_url),
-            None,
-            json!({"email": user.email, "password": user.password}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let mut refresh = body["refresh_token"].as_str().unwrap().to_string();
+    let mut refresh = new_session(&h, &user).await;
     for _ in 0..fresh {
         let (status, body) = h
             .post(
@@ -115,15 +120,7 @@ async fn run(build: Build, runs: usize) {
     let window = Duration::from_secs(5);
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (status, body) = h
-            .post(
-                &format!("{}/v1/auth/login", h.auth_url),
-                None,
-                json!({"email": user.email, "password": user.password}),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        let mut refresh = body["refresh_token"].as_str().unwrap().to_string();
+        let mut refresh = new_session(&h, &user).await;
         let http = h.http.clone();
         let url = format!("{}/v1/auth/refresh", h.auth_url);
         tasks.push(tokio::spawn(async move {
