@@ -24,6 +24,14 @@
 //!   latency per message.
 //! - `auth-mem <confab> <sign-ups> <log-ins> <concurrency>`: auth's resident
 //!   memory after sign-ups and log-ins with the real Argon2 parameters.
+//! - `fanout <confab> <users> <sockets-per-user> <messages-per-user>`: two
+//!   backend instances; each user's sockets alternate between them
+//!   (directly, as web's relay would spread them), and each user sends its
+//!   messages one after the other from one socket (users alternate which
+//!   instance that is). Every frame of a reply goes to every socket of its
+//!   user, half of them through the other instance (Redis). Delivered
+//!   frames per second over all sockets, and send → delta latency at the
+//!   sending instance's sockets and at the other instance's.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -67,7 +75,7 @@ fn main() {
         .unwrap();
     match mode.as_str() {
         "idle-worker" => rt.block_on(idle_worker(rest)),
-        "ttft" | "idle" | "active" | "auth-mem" => {
+        "ttft" | "idle" | "active" | "auth-mem" | "fanout" => {
             let mut rest = rest.into_iter();
             let build = bench::build(rest.next());
             let nums: Vec<u64> = rest.map(|a| a.parse().expect("a number")).collect();
@@ -81,6 +89,12 @@ fn main() {
                     arg(&nums, 1, 20),
                     arg(&nums, 2, 2_000),
                 )),
+                "fanout" => rt.block_on(fanout(
+                    build,
+                    arg(&nums, 0, 100),
+                    arg(&nums, 1, 4),
+                    arg(&nums, 2, 20),
+                )),
                 _ => rt.block_on(auth_mem(
                     build,
                     arg(&nums, 0, 120),
@@ -90,7 +104,7 @@ fn main() {
             }
             println!("load average after: {}", bench::load_average());
         }
-        other => panic!("unknown mode {other:?}: ttft, idle, active or auth-mem"),
+        other => panic!("unknown mode {other:?}: ttft, idle, active, auth-mem or fanout"),
     }
 }
 
@@ -201,12 +215,17 @@ fn twenty_tokens() -> Reply {
 }
 
 async fn start(build: Build, name: &str, env: Vec<(String, String)>) -> Harness {
+    start_n(build, name, env, 1).await
+}
+
+async fn start_n(build: Build, name: &str, env: Vec<(String, String)>, backends: usize) -> Harness {
     let h = Harness::start_with(
         build,
         name,
         Options {
             agent: Agent::StandIn,
             env,
+            backends,
             ..Default::default()
         },
     )
@@ -601,5 +620,158 @@ async fn auth_mem(build: Build, signups: u64, logins: u64, concurrency: u64) {
         mb(after_logins),
         mb(peak),
         mb(settled),
+    );
+}
+
+// ---------------------------------------------------------------- fanout
+
+/// What one socket of `fanout` saw: every frame counted, and the arrival of
+/// each delta with the round (message) it belongs to.
+struct Seen {
+    frames: u64,
+    deltas: Vec<(u64, Instant)>,
+    last: Instant,
+}
+
+async fn fanout(build: Build, users: u64, per_user: u64, messages: u64) {
+    let sockets = users * per_user;
+    let h = start_n(
+        build,
+        "bench_fanout",
+        [
+            cheap_hashing(),
+            vec![
+                ("CONFAB_WS_MAX_SOCKETS".into(), (sockets + 100).to_string()),
+                (
+                    "CONFAB_WS_MAX_SOCKETS_PER_USER".into(),
+                    (per_user + 10).to_string(),
+                ),
+                // The plan's limits are not what is measured here.
+                (
+                    "CONFAB_PLAN_FREE_RATE_PER_MINUTE".into(),
+                    "unlimited".into(),
+                ),
+                ("CONFAB_PLAN_FREE_DAILY_MESSAGES".into(), "unlimited".into()),
+            ],
+        ]
+        .concat(),
+        2,
+    )
+    .await;
+    let tokens = tokens(&h, users).await;
+    let urls: Vec<String> = h
+        .backend_urls
+        .iter()
+        .map(|u| u.replacen("http://", "ws://", 1) + "/v1/ws")
+        .collect();
+    let begin = now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (u, token) in tokens.into_iter().enumerate() {
+        let urls = urls.clone();
+        tasks.spawn(async move {
+            // Socket j is on instance (u + j) % 2: socket 0, the sender, is
+            // on instance 0 for even users and 1 for odd ones.
+            let mut sinks = Vec::new();
+            let mut streams = Vec::new();
+            for j in 0..per_user as usize {
+                let mut ws = connect(&urls[(u + j) % 2], None, None).await;
+                authenticate(&mut ws, &token).await;
+                let (sink, stream) = ws.split();
+                sinks.push(sink);
+                streams.push(stream);
+            }
+            let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+            let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+            let mut readers = Vec::new();
+            for (j, mut stream) in streams.into_iter().enumerate() {
+                let done_tx = (j == 0).then(|| done_tx.clone());
+                readers.push(tokio::spawn(async move {
+                    let mut seen = Seen { frames: 0, deltas: Vec::new(), last: now() };
+                    let mut dones = 0;
+                    while dones < messages {
+                        let m = tokio::time::timeout(FRAME_TIMEOUT, stream.next())
+                            .await
+                            .expect("timed out waiting for a frame")
+                            .expect("socket ended")
+                            .expect("socket error");
+                        let Message::Text(t) = m else { continue };
+                        let at = now();
+                        seen.frames += 1;
+                        seen.last = at;
+                        let f: Value = serde_json::from_str(&t).unwrap();
+                        match f["type"].as_str() {
+                            Some("delta") => seen.deltas.push((dones, at)),
+                            Some("done") => {
+                                dones += 1;
+                                if let Some(tx) = &done_tx {
+                                    let thread = f["thread_id"].as_str().unwrap_or_default();
+                                    let _ = tx.send(thread.to_owned());
+                                }
+                            }
+                            Some("error") => panic!("error frame: {f}"),
+                            _ => {}
+                        }
+                    }
+                    seen
+                }));
+            }
+            drop(done_tx);
+            let mut thread: Option<String> = None;
+            let sender = &mut sinks[0];
+            for r in 0..messages {
+                let mut frame = json!({"type": "send", "client_msg_id": uuid::Uuid::new_v4().to_string(),
+                                       "text": format!("user {u} message {r}")});
+                if let Some(t) = &thread {
+                    frame["thread_id"] = Value::String(t.clone());
+                }
+                sent.lock().unwrap().push(now());
+                sender.send(Message::Text(frame.to_string().into())).await.unwrap();
+                // One thread per user: later messages go where the first went.
+                let t = done_rx.recv().await.expect("the sender's reader ended early");
+                thread.get_or_insert(t);
+            }
+            let mut seen = Vec::new();
+            for r in readers {
+                seen.push(r.await.unwrap());
+            }
+            for mut s in sinks {
+                let _ = s.close().await;
+            }
+            let sent = sent.lock().unwrap().clone();
+            (sent, seen)
+        });
+    }
+    let (mut local, mut remote) = (Vec::new(), Vec::new());
+    let (mut frames, mut last) = (0u64, begin);
+    let mut first_send: Option<Instant> = None;
+    while let Some(r) = tasks.join_next().await {
+        let (sent, seen) = r.unwrap();
+        first_send = Some(first_send.map_or(sent[0], |f| f.min(sent[0])));
+        for (j, s) in seen.iter().enumerate() {
+            frames += s.frames;
+            last = last.max(s.last);
+            let into = if j % 2 == 0 { &mut local } else { &mut remote };
+            into.extend(
+                s.deltas
+                    .iter()
+                    .map(|(round, at)| ms(*at - sent[*round as usize])),
+            );
+        }
+    }
+    let window = last - first_send.unwrap();
+    println!(
+        "fanout users={users} sockets={sockets} ({per_user} each, alternating over 2 backends) \
+         messages={} (each user one after the other): {frames} frames delivered in {:.2}s = {:.0} frames/s",
+        users * messages,
+        window.as_secs_f64(),
+        frames as f64 / window.as_secs_f64(),
+    );
+    println!(
+        "  send → delta at the sending instance's sockets {}",
+        summary(&mut local)
+    );
+    println!(
+        "  send → delta at the other instance's sockets {}",
+        summary(&mut remote)
     );
 }
