@@ -128,12 +128,98 @@ pub async fn revoked_reason(
     keys: &Keys,
     sid: SessionId,
 ) -> Result<Option<RevokeReason>, InfraError> {
-    let mut conn = redis.clone();
-    let mut cmd = redis::cmd("GET");
-    cmd.arg(keys.revoked(sid));
-    let value = cmd.query_async::<Option<String>>(&mut conn);
-    let value = within(CHECK_TIMEOUT, "the revocation check", value).await?;
+    let key = keys.revoked(sid);
+    let value = inflight::shared(&key, || async {
+        let mut conn = redis.clone();
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(&key);
+        within(
+            CHECK_TIMEOUT,
+            "the revocation check",
+            cmd.query_async::<Option<String>>(&mut conn),
+        )
+        .await
+    })
+    .await?;
     Ok(value.map(|v| v.parse().unwrap_or(RevokeReason::SignedOut)))
+}
+
+/// Checks of one session that overlap share one Redis `GET`: a page that
+/// fires a burst of requests (or 100 messages at once) asks Redis once, not
+/// once per request, so the burst does not queue behind itself and run into
+/// [`CHECK_TIMEOUT`]. A check that starts after the shared one was answered
+/// asks again: nothing is remembered past the moment of the answer.
+mod inflight {
+    use crate::error::InfraError;
+    use std::{
+        collections::HashMap,
+        future::Future,
+        sync::{Arc, LazyLock, Mutex},
+    };
+    use tokio::sync::OnceCell;
+
+    /// A shared check's outcome: the value, or "it failed" (the one that
+    /// ran it returns its error; the others ask on their own).
+    type Answer = Result<Option<String>, ()>;
+    type Cell = Arc<OnceCell<Answer>>;
+
+    static INFLIGHT: LazyLock<Mutex<HashMap<String, Cell>>> = LazyLock::new(Default::default);
+
+    fn table() -> std::sync::MutexGuard<'static, HashMap<String, Cell>> {
+        INFLIGHT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub async fn shared<F, Fut>(key: &str, get: F) -> Result<Option<String>, InfraError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Option<String>, InfraError>>,
+    {
+        let cell = Arc::clone(table().entry(key.to_owned()).or_default());
+        let _leaving = Leaving { key, cell: &cell };
+        let mut own_error = None;
+        // If the caller running `get` is dropped, another waiter runs it.
+        let answer = cell
+            .get_or_init(|| async {
+                get().await.map_err(|e| {
+                    own_error = Some(e);
+                })
+            })
+            .await
+            .clone();
+        match (answer, own_error) {
+            (Ok(value), _) => Ok(value),
+            (Err(()), Some(e)) => Err(e),
+            (Err(()), None) => get().await,
+        }
+    }
+
+    /// Takes the entry out of the table when its check was answered (later
+    /// checks ask again), or when the last one waiting on it gives up (a
+    /// dropped request leaves nothing behind).
+    struct Leaving<'a> {
+        key: &'a str,
+        cell: &'a Cell,
+    }
+
+    impl Drop for Leaving<'_> {
+        fn drop(&mut self) {
+            let mut table = table();
+            let ours = table
+                .get(self.key)
+                .is_some_and(|c| Arc::ptr_eq(c, self.cell));
+            // The table's reference and ours: nobody else waits on it.
+            if ours && (self.cell.initialized() || Arc::strong_count(self.cell) == 2) {
+                table.remove(self.key);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub fn pending(key: &str) -> bool {
+        table().contains_key(key)
+    }
 }
 
 /// Write the revocation entry (living `access_token_ttl` + [`MARGIN`]) and
@@ -169,6 +255,89 @@ pub async fn announce(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    };
+
+    #[tokio::test]
+    async fn overlapping_checks_share_one_get_and_later_ones_ask_again() {
+        let gets = Arc::new(AtomicUsize::new(0));
+        let (release, wait) = tokio::sync::watch::channel(false);
+        let get = {
+            let (gets, wait) = (Arc::clone(&gets), wait.clone());
+            move || {
+                let (gets, mut wait) = (Arc::clone(&gets), wait.clone());
+                async move {
+                    gets.fetch_add(1, Ordering::SeqCst);
+                    let _ = wait.wait_for(|go| *go).await;
+                    Ok(Some("signed_out".to_string()))
+                }
+            }
+        };
+        let key = "test:revoked:shared";
+        let checks: Vec<_> = (0..50)
+            .map(|_| {
+                tokio::spawn({
+                    let get = get.clone();
+                    async move { inflight::shared(key, get).await.unwrap() }
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        release.send(true).unwrap();
+        for c in checks {
+            assert_eq!(c.await.unwrap().as_deref(), Some("signed_out"));
+        }
+        assert_eq!(
+            gets.load(Ordering::SeqCst),
+            1,
+            "one GET for 50 overlapping checks"
+        );
+        assert!(
+            !inflight::pending(key),
+            "nothing remembered after the answer"
+        );
+        // A later check asks again.
+        inflight::shared(key, get).await.unwrap();
+        assert_eq!(gets.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_shared_check_fails_only_its_own_caller_and_is_not_remembered() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let get = || {
+            let calls = Arc::clone(&calls);
+            async move {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Err(InfraError::Timeout("the revocation check"))
+                } else {
+                    Ok(None)
+                }
+            }
+        };
+        let key = "test:revoked:failing";
+        assert!(matches!(
+            inflight::shared(key, get).await,
+            Err(InfraError::Timeout(_))
+        ));
+        assert_eq!(inflight::shared(key, get).await.unwrap(), None);
+        // A dropped check leaves nothing behind that answers for it.
+        let never = || std::future::pending::<Result<Option<String>, InfraError>>();
+        let dropped = tokio::time::timeout(
+            std::time::Duration::from_millis(10),
+            inflight::shared("test:revoked:dropped", never),
+        )
+        .await;
+        assert!(dropped.is_err());
+        assert!(!inflight::pending("test:revoked:dropped"));
+        assert_eq!(
+            inflight::shared("test:revoked:dropped", || async { Ok(None) })
+                .await
+                .unwrap(),
+            None
+        );
+    }
 
     #[test]
     fn reasons_round_trip_and_announcements_parse() {
