@@ -12,7 +12,9 @@ use confab_core::config::Env;
 /// a burst of log-ins (each Argon2 hash takes 19 MiB, freed into per-thread
 /// arenas that are never given back) and the backend hundreds of MB after
 /// its sockets closed. mimalloc returns freed pages to the system
-/// (docs/benchmarks.md has the figures).
+/// (docs/benchmarks.md has the figures). The `mimalloc` feature (on by
+/// default) chooses it; heap profiles are taken without it.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

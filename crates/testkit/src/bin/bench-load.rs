@@ -741,12 +741,27 @@ async fn fanout(build: Build, users: u64, per_user: u64, messages: u64) {
             (sent, seen)
         });
     }
-    let (mut local, mut remote) = (Vec::new(), Vec::new());
+    let (mut local, mut remote, mut hop) = (Vec::new(), Vec::new(), Vec::new());
     let (mut frames, mut last) = (0u64, begin);
     let mut first_send: Option<Instant> = None;
     while let Some(r) = tasks.join_next().await {
         let (sent, seen) = r.unwrap();
         first_send = Some(first_send.map_or(sent[0], |f| f.min(sent[0])));
+        // The same delta at the sender's socket (instance A) and at each
+        // socket on instance B: the extra time the hop through Redis takes.
+        for s in seen.iter().skip(1).step_by(2) {
+            assert_eq!(
+                s.deltas.len(),
+                seen[0].deltas.len(),
+                "every delta on both instances"
+            );
+            hop.extend(
+                s.deltas
+                    .iter()
+                    .zip(&seen[0].deltas)
+                    .map(|((_, there), (_, here))| ms(*there - *here)),
+            );
+        }
         for (j, s) in seen.iter().enumerate() {
             frames += s.frames;
             last = last.max(s.last);
@@ -773,5 +788,9 @@ async fn fanout(build: Build, users: u64, per_user: u64, messages: u64) {
     println!(
         "  send → delta at the other instance's sockets {}",
         summary(&mut remote)
+    );
+    println!(
+        "  the same delta at the other instance's sockets after the sending instance's (the hop through Redis) {}",
+        summary(&mut hop)
     );
 }
