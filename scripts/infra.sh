@@ -20,7 +20,13 @@ cleanup() {
   if [ -f "$infra/pg/postmaster.pid" ]; then
     pg_run pg_ctl stop -D "$infra/pg" -m fast -w >/dev/null 2>&1 || true
   fi
-  if [ -f "$infra/redis.pid" ]; then kill "$(cat "$infra/redis.pid")" 2>/dev/null || true; fi
+  if [ -f "$infra/redis.pid" ]; then
+    rpid=$(cat "$infra/redis.pid")
+    kill "$rpid" 2>/dev/null || true
+    # Until it has exited: it writes its log to the folder while stopping
+    # (the folder may be in memory, so it must not be left behind).
+    for _ in $(seq 1 50); do kill -0 "$rpid" 2>/dev/null || break; sleep 0.1; done
+  fi
   rm -rf "$infra"
 }
 trap cleanup EXIT
