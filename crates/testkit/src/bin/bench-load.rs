@@ -122,6 +122,17 @@ fn cheap_hashing() -> Vec<(String, String)> {
     ]
 }
 
+/// The backend's socket caps (per process, per user) raised to fit the run.
+fn socket_caps(total: u64, per_user: u64) -> Vec<(String, String)> {
+    vec![
+        ("CONFAB_WS_MAX_SOCKETS".into(), total.to_string()),
+        (
+            "CONFAB_WS_MAX_SOCKETS_PER_USER".into(),
+            per_user.to_string(),
+        ),
+    ]
+}
+
 /// A socket as a browser opens one: `TCP_NODELAY` (browsers set it), an
 /// `Origin` when going through web, small buffers (thousands are held).
 async fn connect(url: &str, origin: Option<&str>, from: Option<IpAddr>) -> Ws {
@@ -318,17 +329,7 @@ async fn idle(build: Build, sockets: u64, per_process: u64) {
     let h = start(
         build,
         "bench_idle",
-        [
-            cheap_hashing(),
-            vec![
-                ("CONFAB_WS_MAX_SOCKETS".into(), (sockets + 100).to_string()),
-                (
-                    "CONFAB_WS_MAX_SOCKETS_PER_USER".into(),
-                    (sockets + 100).to_string(),
-                ),
-            ],
-        ]
-        .concat(),
+        [cheap_hashing(), socket_caps(sockets + 100, sockets + 100)].concat(),
     )
     .await;
     let pid = h.pid("backend").unwrap();
@@ -640,12 +641,8 @@ async fn fanout(build: Build, users: u64, per_user: u64, messages: u64) {
         "bench_fanout",
         [
             cheap_hashing(),
+            socket_caps(sockets + 100, per_user + 10),
             vec![
-                ("CONFAB_WS_MAX_SOCKETS".into(), (sockets + 100).to_string()),
-                (
-                    "CONFAB_WS_MAX_SOCKETS_PER_USER".into(),
-                    (per_user + 10).to_string(),
-                ),
                 // The plan's limits are not what is measured here.
                 (
                     "CONFAB_PLAN_FREE_RATE_PER_MINUTE".into(),

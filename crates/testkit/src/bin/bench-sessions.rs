@@ -34,8 +34,8 @@ fn main() {
     rt.block_on(run(build, runs));
 }
 
-/// Log `user` in once more (a session of its own); its refresh token.
-async fn new_session(h: &Harness, user: &TestUser) -> String {
+/// Log `user` in once more (a session of its own): the login's body.
+async fn log_in(h: &Harness, user: &TestUser) -> Value {
     let (status, body) = h
         .post(
             &format!("{}/v1/auth/login", h.auth_url),
@@ -44,7 +44,15 @@ async fn new_session(h: &Harness, user: &TestUser) -> String {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    body["refresh_token"].as_str().unwrap().to_string()
+    body
+}
+
+/// A new session's refresh token.
+async fn new_session(h: &Harness, user: &TestUser) -> String {
+    log_in(h, user).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 async fn run(build: Build, runs: usize) {
@@ -157,14 +165,7 @@ async fn run(build: Build, runs: usize) {
     let ws = other.replacen("http://", "ws://", 1) + "/v1/ws";
     let mut samples = Vec::with_capacity(runs);
     for _ in 0..runs {
-        let (status, body) = h
-            .post(
-                &format!("{}/v1/auth/login", h.auth_url),
-                None,
-                json!({"email": user.email, "password": user.password}),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
+        let body = log_in(&h, &user).await;
         let access = body["access_token"].as_str().unwrap().to_string();
         let mut socket = Socket::connect(&ws, None).await;
         socket.authenticate(&access).await;
