@@ -469,11 +469,15 @@ impl Harness {
         self.web_url.replacen("http://", "ws://", 1) + "/v1/ws"
     }
 
-    /// Sign up a fresh user through the real auth API.
     /// The first backend's `/metrics` page (Prometheus text).
     pub async fn metrics_text(&self) -> String {
+        self.metrics_text_of(&self.backend_url).await
+    }
+
+    /// The `/metrics` page of the service at `url`.
+    async fn metrics_text_of(&self, url: &str) -> String {
         self.http
-            .get(format!("{}/metrics", self.backend_url))
+            .get(format!("{url}/metrics"))
             .send()
             .await
             .expect("GET /metrics")
@@ -485,14 +489,15 @@ impl Harness {
     /// The sum of the first backend's samples of metric `name` whose line
     /// contains every one of `labels` (`kind="stalled"`); 0 when none.
     pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
-        self.metrics_text()
-            .await
-            .lines()
-            .filter(|l| l.starts_with(name) && labels.iter().all(|lab| l.contains(lab)))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        sum_samples(&self.metrics_text().await, name, labels)
     }
 
+    /// The same for the auth service.
+    pub async fn auth_metric(&self, name: &str, labels: &[&str]) -> f64 {
+        sum_samples(&self.metrics_text_of(&self.auth_url).await, name, labels)
+    }
+
+    /// Sign up a fresh user through the real auth API.
     pub async fn sign_up(&self) -> TestUser {
         TestUser::sign_up(self).await
     }
@@ -599,19 +604,8 @@ impl Harness {
     /// How many chat sockets backend instance `i` holds now (its
     /// `ws_connections` gauge).
     pub async fn backend_sockets(&self, i: usize) -> u64 {
-        let text = self
-            .http
-            .get(format!("{}/metrics", self.backend_urls[i]))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics body");
-        text.lines()
-            .find_map(|l| l.strip_prefix("ws_connections "))
-            .map(|v| v.trim().parse::<f64>().expect("a number") as u64)
-            .unwrap_or(0)
+        let page = self.metrics_text_of(&self.backend_urls[i]).await;
+        sum_samples(&page, "ws_connections ", &[]) as u64
     }
 
     /// The slot of `service`'s first process that is running (`running`)
@@ -756,4 +750,13 @@ fn via(url: &str, proxy: Option<&FaultProxy>) -> String {
     u.set_host(Some(host)).expect("proxy host");
     u.set_port(port.parse().ok()).expect("proxy port");
     u.to_string()
+}
+
+/// The sum of the samples of metric `name` in a Prometheus page whose line
+/// contains every one of `labels`; 0 when none.
+fn sum_samples(page: &str, name: &str, labels: &[&str]) -> f64 {
+    page.lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|lab| l.contains(lab)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

@@ -473,19 +473,36 @@ fn cpu_ns(pid: u32) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn log_in_takes_as_long_for_an_unknown_email_as_for_a_wrong_password() {
+async fn log_in_with_an_unknown_email_runs_the_same_hash_as_a_wrong_password() {
     // OWASP ASVS 6.3.x: neither the answer nor its timing tells which
     // accounts exist. Production's Argon2 cost (19 MiB, t=2): the hash is
-    // what an unknown email must not skip.
+    // what an unknown email must not skip. Auth counts every Argon2
+    // verification it runs, per kind of account; each failed log-in of
+    // either kind must run exactly one, with the same answer. (Comparing
+    // timings instead was tried: on two cores shared with the rest of the
+    // suite the medians of 30 log-ins of each kind came out 10–12 % apart in
+    // either direction in 3 of 50 runs, with the same code path. The
+    // timings are printed below for the record, not asserted.)
     let h = Harness::start(BUILD, "api_login_timing").await;
     let auth = h.pid("auth").expect("auth runs");
     let user = h.sign_up().await;
     let unknown = unique_email("nobody");
-    // One log-in: (status, body, wall ms, auth's CPU ms), or `None` when a
-    // thread of auth ended meanwhile (its time left the sum).
+    let runs = |account: &'static str| {
+        let h = &h;
+        async move {
+            h.auth_metric(
+                "auth_password_verifications_total",
+                &[&format!("account=\"{account}\"")],
+            )
+            .await
+        }
+    };
+    // One log-in: (status, body, wall ms, auth's CPU ms, Argon2 runs for a
+    // known account, for an unknown one).
     let attempt = |email: String| {
         let h = &h;
         async move {
+            let (known0, unknown0) = (runs("known").await, runs("unknown").await);
             let (cpu, started) = (cpu_ns(auth), confab_core::clock::instant());
             let r = h
                 .http
@@ -497,62 +514,44 @@ async fn log_in_takes_as_long_for_an_unknown_email_as_for_a_wrong_password() {
             let status = r.status().as_u16();
             let body = r.text().await.unwrap();
             let wall = started.elapsed().as_secs_f64() * 1e3;
-            let used = cpu_ns(auth).checked_sub(cpu)? as f64 / 1e6;
-            Some((status, body, wall, used))
+            let used = cpu_ns(auth).saturating_sub(cpu) as f64 / 1e6;
+            let hashed = (
+                runs("known").await - known0,
+                runs("unknown").await - unknown0,
+            );
+            (status, body, wall, used, hashed)
         }
     };
-    let reference = attempt(user.email.clone()).await.unwrap().1;
-    let first_unknown = attempt(unknown.clone()).await.unwrap().1;
-    assert_eq!(reference, first_unknown, "the bodies tell accounts apart");
-    // Interleaved one by one (which kind goes first alternates), so both
-    // kinds meet the same moments of a shared machine. Wall-clock time on
-    // two busy cores is mostly other processes' (medians 15–30 % apart with
-    // no difference in the code path were seen); the CPU time auth spends
-    // on each log-in is not, so that is what is compared.
+    let reference = attempt(user.email.clone()).await.1;
     let (mut known, mut absent) = (Vec::new(), Vec::new());
-    let mut i = 0;
-    while known.len() < SAMPLES || absent.len() < SAMPLES {
-        let (first, second) = if i % 2 == 0 {
-            (&user.email, &unknown)
-        } else {
-            (&unknown, &user.email)
-        };
-        i += 1;
-        for email in [first, second] {
-            let Some((status, body, wall, cpu)) = attempt(email.clone()).await else {
-                continue;
-            };
-            assert_eq!(status, 401);
-            assert_eq!(body, reference, "the bodies tell accounts apart");
-            let kind = if email == &user.email {
-                &mut known
-            } else {
-                &mut absent
-            };
-            kind.push((wall, cpu));
-        }
+    for i in 0..2 * SAMPLES {
+        // Interleaved one by one, so both kinds meet the same moments.
+        let is_known = i % 2 == 0;
+        let email = if is_known { &user.email } else { &unknown };
+        let (status, body, wall, cpu, hashed) = attempt(email.clone()).await;
+        assert_eq!(status, 401);
+        assert_eq!(body, reference, "the bodies tell accounts apart");
+        let expected = if is_known { (1.0, 0.0) } else { (0.0, 1.0) };
+        assert_eq!(
+            hashed, expected,
+            "Argon2 runs (known, unknown) for a log-in with {email}"
+        );
+        if is_known { &mut known } else { &mut absent }.push((wall, cpu));
     }
     let median = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| {
         let mut x: Vec<f64> = v.iter().map(f).collect();
         x.sort_by(f64::total_cmp);
         x[x.len() / 2]
     };
-    let (wk, wu) = (median(&known, |s| s.0), median(&absent, |s| s.0));
-    let (ck, cu) = (median(&known, |s| s.1), median(&absent, |s| s.1));
-    let gap = (ck - cu).abs() / ck.max(cu);
     eprintln!(
-        "log-in medians ({} and {} samples): wrong password {ck:.1} ms CPU / {wk:.1} ms wall, \
-         unknown email {cu:.1} ms CPU / {wu:.1} ms wall; CPU {:.1} % apart",
-        known.len(),
-        absent.len(),
-        gap * 100.0
-    );
-    assert!(
-        gap <= 0.10,
-        "auth's CPU per log-in: wrong password {ck:.1} ms, unknown email {cu:.1} ms ({:.0} % apart; wall {wk:.1} and {wu:.1} ms)",
-        gap * 100.0
+        "log-in medians ({SAMPLES} of each): wrong password {:.1} ms CPU / {:.1} ms wall, \
+         unknown email {:.1} ms CPU / {:.1} ms wall",
+        median(&known, |s| s.1),
+        median(&known, |s| s.0),
+        median(&absent, |s| s.1),
+        median(&absent, |s| s.0),
     );
 }
 
-/// Samples of each kind in the log-in timing test.
-const SAMPLES: usize = 30;
+/// Log-ins of each kind in the log-in test.
+const SAMPLES: usize = 10;

@@ -160,6 +160,11 @@ impl PasswordHasher {
             let parsed = PasswordHash::new(phc)
                 .map_err(|e| Error::Internal(format!("stored password hash: {e}")))?;
             let matches = this.verify_now(password.as_bytes(), &parsed)?;
+            // One full Argon2 run either way: the count per kind shows (and
+            // the suite checks) that an unknown email never skips it.
+            let account = if known { "known" } else { "unknown" };
+            metrics::counter!("auth_password_verifications_total", "account" => account)
+                .increment(1);
             Ok(known && matches)
         })
         .await
