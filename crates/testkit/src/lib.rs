@@ -489,12 +489,12 @@ impl Harness {
     /// The sum of the first backend's samples of metric `name` whose line
     /// contains every one of `labels` (`kind="stalled"`); 0 when none.
     pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
-        sum_samples(&self.metrics_text().await, name, labels)
+        MetricsPage(self.metrics_text().await).sum(name, labels)
     }
 
-    /// The same for the auth service.
-    pub async fn auth_metric(&self, name: &str, labels: &[&str]) -> f64 {
-        sum_samples(&self.metrics_text_of(&self.auth_url).await, name, labels)
+    /// The auth service's `/metrics` page, read once.
+    pub async fn auth_metrics(&self) -> MetricsPage {
+        MetricsPage(self.metrics_text_of(&self.auth_url).await)
     }
 
     /// Sign up a fresh user through the real auth API.
@@ -605,7 +605,7 @@ impl Harness {
     /// `ws_connections` gauge).
     pub async fn backend_sockets(&self, i: usize) -> u64 {
         let page = self.metrics_text_of(&self.backend_urls[i]).await;
-        sum_samples(&page, "ws_connections ", &[]) as u64
+        MetricsPage(page).sum("ws_connections ", &[]) as u64
     }
 
     /// The slot of `service`'s first process that is running (`running`)
@@ -752,11 +752,17 @@ fn via(url: &str, proxy: Option<&FaultProxy>) -> String {
     u.to_string()
 }
 
-/// The sum of the samples of metric `name` in a Prometheus page whose line
-/// contains every one of `labels`; 0 when none.
-fn sum_samples(page: &str, name: &str, labels: &[&str]) -> f64 {
-    page.lines()
-        .filter(|l| l.starts_with(name) && labels.iter().all(|lab| l.contains(lab)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+/// A service's `/metrics` page (Prometheus text) as read at one moment.
+pub struct MetricsPage(String);
+
+impl MetricsPage {
+    /// The sum of the samples of metric `name` whose line contains every one
+    /// of `labels` (`kind="stalled"`); 0 when none.
+    pub fn sum(&self, name: &str, labels: &[&str]) -> f64 {
+        self.0
+            .lines()
+            .filter(|l| l.starts_with(name) && labels.iter().all(|lab| l.contains(lab)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
 }
