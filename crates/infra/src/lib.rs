@@ -66,9 +66,53 @@ fn which(bin: &str) -> Option<PathBuf> {
     })
 }
 
-/// A free TCP port on loopback (bound and released; the server binds it next).
+/// A free TCP port on loopback for a server started next, which binds it
+/// itself (the port is checked by binding it, then released).
+///
+/// The port comes from below the kernel's ephemeral range: every port that
+/// `bind(0)` hands out (what each of our own listeners asks for) and every
+/// outgoing connection's source port lies in that range, so none of them can
+/// take this one between the check and the child's bind. Within a process
+/// the same port is not handed out twice in a row of calls. With a port from
+/// `bind(0)`, a test once lost that race: the payments stand-in, binding
+/// port 0, got the port just chosen for localstripe and forwarded each
+/// request to itself until the test process ran out of file descriptors.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let Some((low, span)) = below_ephemeral() else {
+        return Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port());
+    };
+    // A different starting point per process, so that two test binaries
+    // starting servers at the same moment do not try the same ports.
+    static START: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        // The standard library's per-process random hash keys.
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish() as u32
+    });
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = low + (start.wrapping_add(n) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free port below the ephemeral range",
+    ))
+}
+
+/// Ports from 10000 up to the start of the kernel's ephemeral range, as
+/// `(first, count)`; `None` when the range is unknown or leaves too few.
+fn below_ephemeral() -> Option<(u16, u32)> {
+    const FIRST: u32 = 10_000;
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let low: u32 = range.split_whitespace().next()?.parse().ok()?;
+    (low >= FIRST + 1_000).then(|| (FIRST as u16, low - FIRST))
 }
 
 /// PostgreSQL refuses to run as root; as root we run it as the `postgres`
@@ -297,5 +341,27 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::{below_ephemeral, free_port};
+    use std::net::TcpListener;
+
+    #[test]
+    fn free_ports_lie_where_no_bind_to_port_zero_can_take_them() {
+        let (first, count) = below_ephemeral().expect("the ephemeral range is readable");
+        let end = u32::from(first) + count;
+        let a = free_port().unwrap();
+        let b = free_port().unwrap();
+        assert_ne!(a, b, "handed out twice in a row");
+        for p in [a, b] {
+            assert!((u32::from(first)..end).contains(&u32::from(p)), "{p}");
+            // Free: the child can bind it.
+            TcpListener::bind(("127.0.0.1", p)).unwrap();
+        }
+        let zero = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        assert!(u32::from(zero.local_addr().unwrap().port()) >= end);
     }
 }
