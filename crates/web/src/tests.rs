@@ -648,8 +648,9 @@ async fn a_socket_from_a_foreign_origin_is_refused() {
 }
 
 /// A stand-in backend socket: echoes text, answers "expire" by closing with
-/// 4001 (as the real one does when a token lapses), and reports the request
-/// id and origin it was opened with.
+/// 4001 (as the real one does when a token lapses), "burst N" with N frames
+/// and a 4009 close written together (as the real one writes queued
+/// deltas), and reports the request id and origin it was opened with.
 fn ws_backend() -> Router {
     Router::new().route(
         "/v1/ws",
@@ -670,6 +671,22 @@ fn ws_backend() -> Router {
                                         reason: "token expired".into(),
                                     })))
                                     .await;
+                                break;
+                            }
+                            Message::Text(t) if t.as_str().starts_with("burst ") => {
+                                let n: usize = t.as_str()["burst ".len()..].parse().unwrap();
+                                for i in 0..n {
+                                    socket
+                                        .feed(Message::Text(i.to_string().into()))
+                                        .await
+                                        .unwrap();
+                                }
+                                let close = CloseFrame {
+                                    code: 4009,
+                                    reason: "reconnect and resume".into(),
+                                };
+                                let _ = socket.feed(Message::Close(Some(close))).await;
+                                let _ = socket.flush().await;
                                 break;
                             }
                             Message::Text(t) if t.as_str() == "who" => {
@@ -744,6 +761,35 @@ async fn frames_and_close_codes_cross_the_relay() {
         ts::Message::Close(Some(f)) => {
             assert_eq!(u16::from(f.code), 4001);
             assert_eq!(f.reason.as_str(), "token expired");
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
+/// Frames the backend writes together are relayed in bursts: all of them,
+/// in order, and the close written with them still arrives after them,
+/// with its code.
+#[tokio::test]
+async fn a_burst_of_frames_and_its_close_cross_the_relay_in_order() {
+    let backend = serve(ws_backend()).await;
+    let web = serve(app(state(
+        "http://127.0.0.1:9",
+        &format!("http://{backend}"),
+    )))
+    .await;
+
+    let mut s = open_socket(web, &format!("http://{web}")).await;
+    s.send(ts::Message::text("burst 1000")).await.unwrap();
+    for i in 0..1000 {
+        assert_eq!(
+            next_non_ping(&mut s).await,
+            ts::Message::text(i.to_string())
+        );
+    }
+    match next_non_ping(&mut s).await {
+        ts::Message::Close(Some(f)) => {
+            assert_eq!(u16::from(f.code), 4009);
+            assert_eq!(f.reason.as_str(), "reconnect and resume");
         }
         other => panic!("expected a close frame, got {other:?}"),
     }

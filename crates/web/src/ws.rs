@@ -312,12 +312,79 @@ async fn sent<E>(send: impl std::future::Future<Output = Result<(), E>>) -> bool
     )
 }
 
+/// Frames relayed to the browser with one flush, at most.
+const BURST: usize = 64;
+
+type BrowserSink = futures::stream::SplitSink<WebSocket, ws::Message>;
+type BackendStream = futures::stream::SplitStream<BackendSocket>;
+type FromBackend = Result<ts::Message, ts::Error>;
+
+/// Relay what the backend sent, with the frames already read behind it (up
+/// to [`BURST`]) in one write to the browser: the backend writes a burst of
+/// deltas together, and they stay together. A lone frame leaves at once.
+/// Anything but a data frame ends the burst and is left in `carried`.
+/// `Some` when the relay ends.
+async fn from_backend(
+    msg: Option<FromBackend>,
+    b_tx: &mut BrowserSink,
+    u_rx: &mut BackendStream,
+    carried: &mut Option<FromBackend>,
+) -> Option<Ending> {
+    use futures::FutureExt;
+    match msg {
+        Some(Ok(ts::Message::Close(frame))) => {
+            let _ = b_tx
+                .send(ws::Message::Close(frame.map(close_to_browser)))
+                .await;
+            Some(Ending::Forwarded)
+        }
+        Some(Ok(m)) => {
+            let burst = async {
+                if let Some(m) = to_browser(m) {
+                    b_tx.feed(m).await?;
+                }
+                for _ in 1..BURST {
+                    match u_rx.next().now_or_never() {
+                        Some(Some(Ok(m))) if !matches!(m, ts::Message::Close(_)) => {
+                            if let Some(m) = to_browser(m) {
+                                b_tx.feed(m).await?;
+                            }
+                        }
+                        Some(Some(other)) => {
+                            *carried = Some(other);
+                            break;
+                        }
+                        // Nothing more read yet, or the stream ended (the
+                        // next read says so).
+                        Some(None) | None => break,
+                    }
+                }
+                b_tx.flush().await
+            };
+            (!sent(burst).await).then_some(Ending::BrowserGone { too_big: false })
+        }
+        Some(Err(e)) => Some(Ending::BackendGone {
+            too_big: is_too_big(Some(&e)),
+        }),
+        None => Some(Ending::BackendGone { too_big: false }),
+    }
+}
+
 /// Pump frames both ways until one side ends, then close the other.
 async fn relay(browser: WebSocket, upstream: BackendSocket, mut shutdown: watch::Receiver<bool>) {
     let (mut b_tx, mut b_rx) = browser.split();
     let (mut u_tx, mut u_rx) = upstream.split();
+    // What a burst read from the backend stopped at (a close, an error):
+    // handled next, as if just read.
+    let mut carried = None;
 
     let ending = loop {
+        if let Some(msg) = carried.take() {
+            if let Some(end) = from_backend(Some(msg), &mut b_tx, &mut u_rx, &mut carried).await {
+                break end;
+            }
+            continue;
+        }
         tokio::select! {
             msg = b_rx.next() => match msg {
                 Some(Ok(ws::Message::Close(frame))) => {
@@ -335,20 +402,11 @@ async fn relay(browser: WebSocket, upstream: BackendSocket, mut shutdown: watch:
                 }
                 None => break Ending::BrowserGone { too_big: false },
             },
-            msg = u_rx.next() => match msg {
-                Some(Ok(ts::Message::Close(frame))) => {
-                    let _ = b_tx.send(ws::Message::Close(frame.map(close_to_browser))).await;
-                    break Ending::Forwarded;
+            msg = u_rx.next() => {
+                if let Some(end) = from_backend(msg, &mut b_tx, &mut u_rx, &mut carried).await {
+                    break end;
                 }
-                Some(Ok(m)) => {
-                    let Some(m) = to_browser(m) else { continue };
-                    if !sent(b_tx.send(m)).await {
-                        break Ending::BrowserGone { too_big: false };
-                    }
-                }
-                Some(Err(e)) => break Ending::BackendGone { too_big: is_too_big(Some(&e)) },
-                None => break Ending::BackendGone { too_big: false },
-            },
+            }
             _ = stopping(&mut shutdown) => break Ending::Shutdown,
         }
     };

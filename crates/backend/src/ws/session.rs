@@ -15,6 +15,7 @@ use confab_core::{
 };
 use futures::{stream::SplitSink, SinkExt, StreamExt};
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// How long a new socket may take to send its `auth` frame.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,6 +31,42 @@ async fn write(sink: &mut Sink, msg: Message) -> bool {
         tokio::time::timeout(WRITE_TIMEOUT, sink.send(msg)).await,
         Ok(Ok(()))
     )
+}
+
+/// Frames written with one flush, at most (see [`write_queued`]).
+const BATCH: usize = 64;
+
+/// Write `first` and the frames already queued behind it (up to [`BATCH`])
+/// with one flush, so a burst of deltas costs one write to the kernel, not
+/// one each; a lone frame leaves at once, as with [`write`]. A close found
+/// in the queue is returned, after the frames before it were written.
+/// `Err` when the client cannot be written to.
+async fn write_queued(
+    sink: &mut Sink,
+    first: String,
+    queue: &mut mpsc::Receiver<Outbound>,
+) -> Result<Option<(u16, &'static str)>, ()> {
+    let batch = async {
+        sink.feed(Message::Text(first.into())).await?;
+        let mut closing = None;
+        for _ in 1..BATCH {
+            match queue.try_recv() {
+                Ok(Outbound::Frame(s)) => sink.feed(Message::Text(s.into())).await?,
+                Ok(Outbound::Close(code, reason)) => {
+                    closing = Some((code, reason));
+                    break;
+                }
+                // Empty, or dropped by the hub (the next `recv` says so).
+                Err(_) => break,
+            }
+        }
+        sink.flush().await?;
+        Ok::<_, axum::Error>(closing)
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, batch).await {
+        Ok(Ok(closing)) => Ok(closing),
+        _ => Err(()),
+    }
 }
 
 async fn send(sink: &mut Sink, frame: &ServerFrame) -> bool {
@@ -155,11 +192,11 @@ pub(super) async fn run(state: AppState, socket: WebSocket) {
                 return close_with(&mut sink, close::TOKEN_EXPIRED, "token expired").await;
             }
             out = outbound.recv() => match out {
-                Some(Outbound::Frame(s)) => {
-                    if !write(&mut sink, Message::Text(s.into())).await {
-                        return;
-                    }
-                }
+                Some(Outbound::Frame(s)) => match write_queued(&mut sink, s, &mut outbound).await {
+                    Ok(None) => {}
+                    Ok(Some((code, reason))) => return close_with(&mut sink, code, reason).await,
+                    Err(()) => return,
+                },
                 Some(Outbound::Close(code, reason)) => return close_with(&mut sink, code, reason).await,
                 None => return close_with(&mut sink, close::TOO_SLOW, "client too slow; resume").await,
             },

@@ -83,9 +83,10 @@ fn set_nodelay(stream: &mut TcpStream) {
 pub mod ws_buffers {
     /// Bytes read from the socket at a time (the buffer's starting size).
     pub const READ: usize = 4 * 1024;
-    /// No batching of outgoing frames: each is written (and flushed) as
-    /// it is sent, so a delta leaves at once.
-    pub const WRITE: usize = 0;
+    /// Outgoing frames fed without a flush collect up to this many bytes
+    /// before they are written, so frames sent together leave in one write;
+    /// a frame that is sent (flushed) still leaves at once.
+    pub const WRITE: usize = 16 * 1024;
     /// The most that may be waiting to be written to a peer that does not
     /// read; past it a send fails and the socket ends (a slow client is
     /// dropped rather than buffered without bound). Larger than the largest
