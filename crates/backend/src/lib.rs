@@ -77,6 +77,10 @@ pub struct Config {
     /// renewal (`CONFAB_REPLY_LEASE_SECS`): a reply whose instance died is
     /// failed, retryable, between one and one and a half leases later.
     pub reply_lease: Duration,
+    /// How long the pub/sub subscription may go without hearing this
+    /// instance's own heartbeat before it counts as lost and every socket
+    /// here is told to resync (`CONFAB_PUBSUB_SILENCE_SECS`, 3).
+    pub pubsub_silence: Duration,
     /// The plans and their limits (`CONFAB_PLANS`, `CONFAB_PLAN_*`).
     pub plans: Arc<plans::Plans>,
     /// The payment provider (`CONFAB_BILLING_*`).
@@ -142,6 +146,14 @@ impl Config {
                 let secs: u64 = env.parse(var, 10)?;
                 if !(1..=600).contains(&secs) {
                     return Err(env.invalid(var, "must be 1 to 600 seconds"));
+                }
+                Duration::from_secs(secs)
+            },
+            pubsub_silence: {
+                let var = "CONFAB_PUBSUB_SILENCE_SECS";
+                let secs: u64 = env.parse(var, 3)?;
+                if !(2..=600).contains(&secs) {
+                    return Err(env.invalid(var, "must be 2 to 600 seconds"));
                 }
                 Duration::from_secs(secs)
             },
@@ -238,7 +250,7 @@ pub async fn build(config: Config) -> Result<App, Error> {
             clock: config.clock.clone(),
         },
     );
-    let hub = ws::hub::Hub::new(keys.clone(), chat.clone());
+    let hub = ws::hub::Hub::new(keys.clone(), chat.clone(), config.pubsub_silence);
     let (listener, _) =
         confab_core::http::bind("backend", &config.common.host, config.common.port).await?;
     let plans = config.plans.clone();

@@ -8,7 +8,7 @@
 //! and the user saw a clear state, never a hang.
 
 use crate::BUILD;
-use confab_testkit::{eventually, Harness, Network, Options, Reply};
+use confab_testkit::{eventually, socket::Socket, Harness, Network, Options, Reply};
 use serde_json::json;
 use std::{sync::Arc, time::Duration};
 
@@ -37,24 +37,46 @@ async fn rows(h: &Harness, thread: &str, role: &str) -> (i64, i64) {
     .unwrap()
 }
 
-/// Redis stalls (accepts, holds every byte, closes nothing): a message sent
-/// meanwhile is acknowledged as soon as Postgres has it, its reply is
-/// written and stored; the live frames Redis could not carry are dropped
-/// (counted), and once Redis answers again the user's socket is told to
-/// resync (4009), and a resume shows the whole reply.
+/// Redis stalls (accepts, holds every byte, closes nothing) under two
+/// backend instances, each holding a socket of the user: a message sent to
+/// the first meanwhile is acknowledged as soon as Postgres has it, and its
+/// reply streams to the first instance's socket all the same (an instance
+/// delivers its own events without Redis) and is stored. The live frames
+/// Redis could not carry to the second instance are dropped (counted);
+/// once Redis answers again the second instance's socket is told to resync
+/// (4009) and its resume shows the whole reply, each message exactly once.
+/// The first socket was never interrupted. (The hub's heartbeat would also
+/// notice a stall this long and resync every socket; its bound is raised
+/// here so that what the test sees does not depend on which comes first.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_redis_stall_does_not_hold_the_ack_or_the_reply() {
-    let h = with_redis_proxy("fault_redis_stall").await;
+    let h = Harness::start_with(
+        BUILD,
+        "fault_redis_stall",
+        Options {
+            redis_proxy: true,
+            backends: 2,
+            backend_env: vec![("CONFAB_PUBSUB_SILENCE_SECS".into(), "120".into())],
+            ..Default::default()
+        },
+    )
+    .await;
     let proxy = h.redis_proxy.clone().unwrap();
     let user = h.sign_up().await;
-    let mut ws = h.socket(&user).await;
-    let first = ws.send_message("c-1", None, "before the stall").await;
+    let on = |i: usize| h.backend_urls[i].replacen("http://", "ws://", 1) + "/v1/ws";
+    let mut here = Socket::connect(&on(0), None).await;
+    here.authenticate(&user.access_token).await;
+    let mut there = Socket::connect(&on(1), None).await;
+    there.authenticate(&user.access_token).await;
+    let first = here.send_message("c-1", None, "before the stall").await;
     let thread = first["thread_id"].as_str().unwrap().to_string();
-    ws.collect_reply().await;
+    let reply = here.collect_reply().await;
+    // Both instances' sockets see it live while Redis works.
+    assert_eq!(there.collect_reply().await.text, reply.text);
 
     proxy.set(Network::Stalled);
     let sent = confab_core::clock::instant();
-    let ack = ws
+    let ack = here
         .send_message("c-2", Some(&thread), "while Redis stalls")
         .await;
     let acked_in = sent.elapsed();
@@ -66,36 +88,53 @@ async fn fault_redis_stall_does_not_hold_the_ack_or_the_reply() {
         acked_in < Duration::from_secs(2),
         "the ack waited {acked_in:?} for Redis"
     );
-    // The reply is written and stored without Redis.
+    // The instance writing the reply streams it to its own socket without Redis.
+    assert_eq!(
+        here.collect_reply().await.text,
+        "You said: while Redis stalls"
+    );
+    // And stores it.
     eventually(3, "the reply stored while Redis stalls", || async {
         (rows(&h, &thread, "assistant").await == (2, 2)).then_some(())
     })
     .await;
-    // Its live frames could not be sent: dropped and counted, not waited on.
+    // Its frames for the other instance could not be sent: dropped and
+    // counted, not waited on.
     eventually(4, "the fan-out gave up on the stalled Redis", || async {
         (h.metric("fanout_dropped_total", &[]).await > 0.0).then_some(())
     })
     .await;
 
     proxy.set(Network::Up);
-    // The user is told what was lost: resync, then the resume has it all.
-    assert_eq!(ws.expect_close().await, 4009);
-    let mut ws = h.socket(&user).await;
-    ws.send(json!({"type": "resume", "thread_id": thread, "after_seq": 2}))
+    // The other instance's socket is told what it missed: resync, then the
+    // resume has it all.
+    assert_eq!(there.expect_close().await, 4009);
+    let mut there = Socket::connect(&on(1), None).await;
+    there.authenticate(&user.access_token).await;
+    there
+        .send(json!({"type": "resume", "thread_id": thread, "after_seq": 2}))
         .await;
-    let question = ws.recv_type("message").await;
+    let question = there.recv_type("message").await;
     assert_eq!(question["message"]["content"], "while Redis stalls");
-    let reply = ws.recv_type("message").await;
-    assert_eq!(reply["message"]["status"], "complete");
-    assert_eq!(reply["message"]["content"], "You said: while Redis stalls");
-    assert_eq!(ws.recv_type("resumed").await["more"], false);
+    let resumed = there.recv_type("message").await;
+    assert_eq!(resumed["message"]["status"], "complete");
+    assert_eq!(
+        resumed["message"]["content"],
+        "You said: while Redis stalls"
+    );
+    assert_eq!(there.recv_type("resumed").await["more"], false);
     // Exactly once each.
     assert_eq!(rows(&h, &thread, "user").await, (2, 2));
     assert_eq!(rows(&h, &thread, "assistant").await, (2, 2));
-    // Fan-out works again: a new message streams live.
-    ws.send_message("c-3", Some(&thread), "after the stall")
+    // Fan-out works again, and the first socket was never closed: a new
+    // message streams live to both.
+    here.send_message("c-3", Some(&thread), "after the stall")
         .await;
-    assert_eq!(ws.collect_reply().await.text, "You said: after the stall");
+    assert_eq!(here.collect_reply().await.text, "You said: after the stall");
+    assert_eq!(
+        there.collect_reply().await.text,
+        "You said: after the stall"
+    );
 }
 
 /// Redis stops (connections cut, new ones refused) while a reply streams:

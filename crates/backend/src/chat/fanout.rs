@@ -15,12 +15,18 @@
 //! event that way is sent a `resync` once Redis answers again: each
 //! instance closes that user's sockets with 4009, and the clients reconnect
 //! and resume from Postgres (see docs/websocket-protocol.md).
+//!
+//! This instance's sockets do not wait for that round trip: [`Chat::publish`]
+//! hands the event to the hub first ([`LocalSockets`]), and tags what it
+//! publishes with the instance's id (`<id> <json>`, see [`untag`]) so that
+//! the hub skips its own copy when Redis brings it back. A lost event
+//! therefore only costs the other instances' sockets a resync.
 
 use super::{Chat, ChatEvent};
 use confab_core::{ids::UserId, keys::Keys, sync::MutexExt};
 use std::{
     collections::HashSet,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, Weak},
     time::Duration,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -33,6 +39,26 @@ const BATCH: usize = 512;
 /// The longest a pipeline may take before its commands count as lost (the
 /// connection's own response timeout bounds it too).
 const BATCH_TIMEOUT: Duration = confab_core::redis_conn::RESPONSE_TIMEOUT;
+
+/// The sockets this process holds (the hub), handed each event this
+/// process publishes as it is published.
+pub trait LocalSockets: Send + Sync {
+    /// Send `event` to `user`'s sockets here, if any.
+    fn deliver(&self, user: UserId, event: &ChatEvent);
+}
+
+/// Split what arrived on a user channel into the instance that published it
+/// and the event's JSON. A payload without the tag (from a version before
+/// it) is all event.
+pub(crate) fn untag(payload: &str) -> (Option<&str>, &str) {
+    if payload.starts_with('{') {
+        return (None, payload);
+    }
+    match payload.split_once(' ') {
+        Some((from, event)) => (Some(from), event),
+        None => (None, payload),
+    }
+}
 
 /// One Redis command of the fan-out.
 #[derive(Debug)]
@@ -68,14 +94,16 @@ pub(crate) struct Publisher {
 impl Publisher {
     /// Start the process's publishing task on `redis`.
     /// `live_maxlen` caps each live stream (`XADD … MAXLEN ~`).
+    /// `instance` tags the resyncs it publishes, like every event.
     pub(crate) fn start(
         redis: redis::aio::ConnectionManager,
         keys: Keys,
         live_maxlen: usize,
+        instance: String,
     ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let lost = Arc::new(Mutex::new(HashSet::new()));
-        tokio::spawn(run(redis, keys, rx, lost.clone(), live_maxlen));
+        tokio::spawn(run(redis, keys, rx, lost.clone(), live_maxlen, instance));
         Self { tx, lost }
     }
 
@@ -111,7 +139,11 @@ async fn run(
     mut rx: mpsc::Receiver<Op>,
     lost: Arc<Mutex<HashSet<UserId>>>,
     live_maxlen: usize,
+    instance: String,
 ) {
+    let resync = serde_json::to_string(&ChatEvent::Resync).unwrap_or_default();
+    // Only the other instances missed it: this one's sockets had it.
+    let resync = format!("{instance} {resync}");
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         if rx.recv_many(&mut batch, BATCH).await == 0 {
@@ -165,10 +197,9 @@ async fn run(
         // events queued since (which they may have received).
         let owed: Vec<UserId> = lost.locked().drain().collect();
         for u in &owed {
-            let resync = serde_json::to_string(&ChatEvent::Resync).unwrap_or_default();
             pipe.cmd("PUBLISH")
                 .arg(keys.user_channel(*u))
-                .arg(resync)
+                .arg(&resync)
                 .ignore();
         }
         let n = pipe.cmd_iter().count();
@@ -216,9 +247,13 @@ impl Chat {
         self.publish(user, &ChatEvent::PlanChanged { plan }).await;
     }
 
-    /// Best effort and never waiting on Redis: a client that missed an event
-    /// is told to resync and catches up with `resume`.
+    /// To this instance's sockets at once, to the others' through Redis:
+    /// best effort and never waiting on Redis (a client that missed an event
+    /// is told to resync and catches up with `resume`).
     pub(super) async fn publish(&self, user: UserId, event: &ChatEvent) {
+        if let Some(local) = self.inner.local.get().and_then(Weak::upgrade) {
+            local.deliver(user, event);
+        }
         let payload = match serde_json::to_string(event) {
             Ok(p) => p,
             Err(e) => return tracing::error!(error = %e, "could not encode a chat event"),
@@ -226,8 +261,18 @@ impl Chat {
         self.inner.fanout.queue(Op::Publish {
             user: Some(user),
             channel: self.inner.keys.user_channel(user),
-            payload,
+            payload: format!("{} {payload}", self.inner.instance),
         });
+    }
+
+    /// Where this process's events go before Redis (set once, by the hub).
+    pub fn deliver_locally_to(&self, sockets: Weak<dyn LocalSockets>) {
+        let _ = self.inner.local.set(sockets);
+    }
+
+    /// This process's id among the instances (tags its events and heartbeats).
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
     }
 
     /// Tell every socket of the user that these threads are gone.
@@ -240,17 +285,34 @@ impl Chat {
             .await;
     }
 
-    /// Queue a heartbeat on the heartbeat channel (see the hub).
-    pub(crate) fn heartbeat(&self, payload: String) {
+    /// Queue this instance's heartbeat on the heartbeat channel (see the hub).
+    pub(crate) fn heartbeat(&self) {
         self.inner.fanout.queue(Op::Publish {
             user: None,
             channel: self.inner.keys.heartbeat_channel(),
-            payload,
+            payload: self.inner.instance.clone(),
         });
     }
 
     /// Wait (at most `limit`) until every event queued so far was sent.
     pub async fn flush_fanout(&self, limit: Duration) {
         self.inner.fanout.flush(limit).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::untag;
+
+    #[test]
+    fn a_payload_names_the_instance_that_published_it() {
+        let id = "5f0c7a3e-8d1b-4c52-9a57-0d8f3f1c2b6a";
+        let event = r#"{"kind":"resync"}"#;
+        assert_eq!(untag(&format!("{id} {event}")), (Some(id), event));
+        // From a version that did not tag: all of it is the event, even
+        // when the event's text holds spaces.
+        let old = r#"{"kind":"delta","text":"a b"}"#;
+        assert_eq!(untag(old), (None, old));
+        assert_eq!(untag("garbage"), (None, "garbage"));
     }
 }

@@ -20,8 +20,9 @@
 //!   and how every instance fails the replies of one that died.
 //! - [`live`](live.rs): the per-reply live stream in Redis (deltas kept for
 //!   resuming clients).
-//! - [`fanout`](fanout.rs): events published on the user's Redis channel, which
-//!   every instance forwards to the sockets of that user it holds.
+//! - [`fanout`](fanout.rs): events handed to this instance's sockets at once
+//!   and published on the user's Redis channel, which every other instance
+//!   forwards to the sockets of that user it holds.
 //! - [`event`](event.rs): the events themselves.
 
 mod admit;
@@ -36,6 +37,8 @@ mod retry;
 mod send;
 
 pub use event::{ChatEvent, Piece};
+pub(crate) use fanout::untag;
+pub use fanout::LocalSockets;
 pub use resume::Resumed;
 pub use send::Sent;
 
@@ -78,6 +81,10 @@ struct Inner {
     redis: redis::aio::ConnectionManager,
     /// Where events and live pieces are queued for Redis (see `fanout`).
     fanout: fanout::Publisher,
+    /// This process's sockets, which get its events without Redis.
+    local: std::sync::OnceLock<std::sync::Weak<dyn fanout::LocalSockets>>,
+    /// This process's id, tagging what it publishes.
+    instance: String,
     keys: Keys,
     provider: Arc<dyn Provider>,
     shutdown: CancellationToken,
@@ -116,10 +123,18 @@ impl Chat {
             limiter,
             clock,
         } = settings;
+        let instance = uuid::Uuid::new_v4().to_string();
         Self {
             inner: Arc::new(Inner {
                 db,
-                fanout: fanout::Publisher::start(redis.clone(), keys.clone(), max_reply_chars),
+                fanout: fanout::Publisher::start(
+                    redis.clone(),
+                    keys.clone(),
+                    max_reply_chars,
+                    instance.clone(),
+                ),
+                local: std::sync::OnceLock::new(),
+                instance,
                 redis,
                 keys,
                 provider,

@@ -6,9 +6,16 @@
 //! text goes to each of the user's sockets. The hub also hears Stop
 //! requests for replies this instance is writing (the stop channel) and
 //! hands them to the chat domain.
+//!
+//! This instance's own events reach its sockets without Redis: the chat
+//! domain hands each to the hub ([`LocalSockets`]) as it publishes it, and
+//! the copy that comes back on the subscription, tagged with this
+//! instance's id, is skipped. Redis carries an event only to the other
+//! instances, and a reply streams to a socket on the instance writing it
+//! even while Redis is away.
 
 use super::protocol::{close, ServerFrame};
-use crate::chat::{Chat, ChatEvent};
+use crate::chat::{Chat, ChatEvent, LocalSockets};
 use confab_core::sync::MutexExt;
 use confab_core::{
     ids::{MessageId, SessionId, UserId},
@@ -41,10 +48,6 @@ pub const SOCKET_BUFFER: usize = 1024;
 /// How often the hub publishes its heartbeat, through the same queue as
 /// every chat event, and expects to hear it back on its subscription.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
-/// A subscription that has not heard its own heartbeat for this long
-/// counts as lost (a Redis that stalls without closing the connection):
-/// the hub reconnects and has its sockets resync.
-const HEARTBEAT_MISSED: Duration = Duration::from_secs(3);
 
 #[derive(Clone)]
 pub struct Hub {
@@ -58,8 +61,10 @@ struct Inner {
     /// True while the pub/sub subscription is live (part of `/readyz`).
     subscribed: AtomicBool,
     users: Mutex<HashMap<UserId, HashMap<u64, Conn>>>,
-    /// This instance's heartbeat payload.
-    instance: String,
+    /// A subscription that has not heard its own heartbeat for this long
+    /// counts as lost (a Redis that stalls without closing the connection):
+    /// the hub reconnects and has its sockets resync.
+    silence: Duration,
 }
 
 struct Conn {
@@ -88,17 +93,20 @@ impl Drop for Registration {
 }
 
 impl Hub {
-    pub fn new(keys: Keys, chat: Chat) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                keys,
-                chat,
-                next_id: AtomicU64::new(1),
-                subscribed: AtomicBool::new(false),
-                users: Mutex::new(HashMap::new()),
-                instance: uuid::Uuid::new_v4().to_string(),
-            }),
-        }
+    /// `silence`: see `Config::pubsub_silence`.
+    pub fn new(keys: Keys, chat: Chat, silence: Duration) -> Self {
+        let inner = Arc::new(Inner {
+            keys,
+            silence,
+            chat: chat.clone(),
+            next_id: AtomicU64::new(1),
+            subscribed: AtomicBool::new(false),
+            users: Mutex::new(HashMap::new()),
+        });
+        // Weak: the hub holds the chat domain, not the other way round.
+        let local: std::sync::Weak<dyn LocalSockets> = Arc::downgrade(&inner) as _;
+        chat.deliver_locally_to(local);
+        Self { inner }
     }
 
     /// Register a socket of `user`; `None` when the user already holds
@@ -134,42 +142,21 @@ impl Hub {
         self.inner.subscribed.load(Ordering::Acquire)
     }
 
-    fn holds(&self, user: UserId) -> bool {
-        self.inner.users.locked().contains_key(&user)
-    }
-
+    /// An event another instance published (its JSON, untagged).
     fn deliver(&self, user: UserId, payload: &str) {
         // Every instance hears every user's events: only those with a socket
         // of that user here are worth decoding and rendering.
-        if !self.holds(user) {
+        if !self.inner.holds(user) {
             return;
         }
-        let frame = match serde_json::from_str::<ChatEvent>(payload) {
-            Ok(ChatEvent::Resync) => {
-                return self.close_where(|u, _| u == user, close::RESYNC, "reconnect and resume")
-            }
-            Ok(event) => ServerFrame::from(event).to_json(),
-            Err(e) => {
-                return tracing::error!(error = %e, "skipping a chat event that does not parse")
-            }
-        };
-        let mut users = self.inner.users.locked();
-        if let Some(conns) = users.get_mut(&user) {
-            // A socket whose buffer is full is dropped from the hub: its
-            // channel closes and the socket ends with "too slow".
-            conns.retain(|_, c| c.tx.try_send(Outbound::Frame(frame.clone())).is_ok());
+        match serde_json::from_str::<ChatEvent>(payload) {
+            Ok(event) => self.inner.deliver_event(user, event),
+            Err(e) => tracing::error!(error = %e, "skipping a chat event that does not parse"),
         }
     }
 
-    /// Close the sockets matching `which`. A socket whose queue is full is
-    /// dropped from the hub instead, which ends it too: a close is never lost.
     fn close_where(&self, which: impl Fn(UserId, &Conn) -> bool, code: u16, reason: &'static str) {
-        let mut users = self.inner.users.locked();
-        for (user, conns) in users.iter_mut() {
-            conns.retain(|_, c| {
-                !which(*user, c) || c.tx.try_send(Outbound::Close(code, reason)).is_ok()
-            });
-        }
+        self.inner.close_where(which, code, reason);
     }
 
     /// Close the session's sockets with 4003 and the reason's code as the
@@ -242,10 +229,10 @@ impl Hub {
                 },
                 _ = confab_core::clock::sleep_until(next_beat) => {
                     next_beat = confab_core::clock::instant() + HEARTBEAT_EVERY;
-                    if heard.elapsed() > HEARTBEAT_MISSED {
+                    if heard.elapsed() > self.inner.silence {
                         break lost("missed its own heartbeats");
                     }
-                    self.inner.chat.heartbeat(self.inner.instance.clone());
+                    self.inner.chat.heartbeat();
                     continue;
                 }
             };
@@ -254,7 +241,7 @@ impl Hub {
                 continue;
             };
             if channel == heartbeats {
-                if payload == self.inner.instance {
+                if payload == self.inner.chat.instance() {
                     heard = confab_core::clock::instant();
                 }
             } else if channel == revocations {
@@ -269,11 +256,56 @@ impl Hub {
                 .strip_prefix(&user_prefix)
                 .and_then(|u| u.parse::<UserId>().ok())
             {
-                self.deliver(user, &payload);
+                match crate::chat::untag(&payload) {
+                    // Ours: its sockets here had it when it was published.
+                    (Some(from), _) if from == self.inner.chat.instance() => {}
+                    (_, event) => self.deliver(user, event),
+                }
             }
         };
         self.inner.subscribed.store(false, Ordering::Release);
         Err(ended)
+    }
+}
+
+impl Inner {
+    fn holds(&self, user: UserId) -> bool {
+        self.users.locked().contains_key(&user)
+    }
+
+    /// Hand `event` to every socket of `user` here, as one frame rendered once.
+    fn deliver_event(&self, user: UserId, event: ChatEvent) {
+        let frame = match event {
+            ChatEvent::Resync => {
+                return self.close_where(|u, _| u == user, close::RESYNC, "reconnect and resume")
+            }
+            event => ServerFrame::from(event).to_json(),
+        };
+        let mut users = self.users.locked();
+        if let Some(conns) = users.get_mut(&user) {
+            // A socket whose buffer is full is dropped from the hub: its
+            // channel closes and the socket ends with "too slow".
+            conns.retain(|_, c| c.tx.try_send(Outbound::Frame(frame.clone())).is_ok());
+        }
+    }
+
+    /// Close the sockets matching `which`. A socket whose queue is full is
+    /// dropped from the hub instead, which ends it too: a close is never lost.
+    fn close_where(&self, which: impl Fn(UserId, &Conn) -> bool, code: u16, reason: &'static str) {
+        let mut users = self.users.locked();
+        for (user, conns) in users.iter_mut() {
+            conns.retain(|_, c| {
+                !which(*user, c) || c.tx.try_send(Outbound::Close(code, reason)).is_ok()
+            });
+        }
+    }
+}
+
+impl LocalSockets for Inner {
+    fn deliver(&self, user: UserId, event: &ChatEvent) {
+        if self.holds(user) {
+            self.deliver_event(user, event.clone());
+        }
     }
 }
 
