@@ -135,7 +135,11 @@ pub(super) async fn run(state: AppState, socket: WebSocket) {
         Err(_) => return close_with(&mut sink, close::AUTH_REQUIRED, "auth timeout").await,
         _ => return close_with(&mut sink, close::AUTH_REQUIRED, "auth required").await,
     };
-    let claims = match state.verifier.verify(&token).await {
+    // The larger futures a socket awaits are boxed (here, and each frame's
+    // handling below): a future awaited inline is part of the socket's task
+    // for as long as the socket lives, and that task was most of an idle
+    // socket's memory (8 KB of about 15, heaptrack; docs/benchmarks.md).
+    let claims = match Box::pin(state.verifier.verify(&token)).await {
         Ok(c) => c,
         Err(e) => return refuse(&mut sink, &Error::from(e)).await,
     };
@@ -160,7 +164,7 @@ pub(super) async fn run(state: AppState, socket: WebSocket) {
         send(&mut sink, &ServerFrame::from(&e)).await;
         return close_with(&mut sink, close::TOO_MANY_SOCKETS, e.code()).await;
     };
-    if let Err(e) = identity::admit(&state, &claims).await {
+    if let Err(e) = Box::pin(identity::admit(&state, &claims)).await {
         return refuse(&mut sink, &e).await;
     }
     let ready = ServerFrame::Ready {
@@ -210,7 +214,7 @@ pub(super) async fn run(state: AppState, socket: WebSocket) {
                     // From a frame's arrival to its answers written: the
                     // socket latency the operator's p99 alert watches.
                     let started = confab_core::clock::instant();
-                    for frame in handle(&state, &mut ctx, &t).await {
+                    for frame in Box::pin(handle(&state, &mut ctx, &t)).await {
                         if !send(&mut sink, &frame).await {
                             return;
                         }
