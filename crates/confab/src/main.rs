@@ -11,12 +11,12 @@ use confab_core::config::Env;
 /// long-running service kept what it once needed: auth held over 1 GB after
 /// a burst of log-ins (each Argon2 hash takes 19 MiB, freed into per-thread
 /// arenas that are never given back) and the backend hundreds of MB after
-/// its sockets closed. mimalloc returns freed pages to the system
-/// (docs/benchmarks.md has the figures). The `mimalloc` feature (on by
-/// default) chooses it; heap profiles are taken without it.
+/// its sockets closed. mimalloc returns freed pages to the system, once the
+/// thread that owns them collects them (`allocator.rs`; docs/benchmarks.md
+/// has the figures). The `mimalloc` feature (on by default) chooses it; heap
+/// profiles are taken without it.
 #[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod allocator;
 
 #[derive(Parser)]
 #[command(name = "confab", version, about = "Confab: self-hosted AI chat")]
@@ -61,7 +61,11 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Before the runtime's threads exist (it sets an environment variable).
     confab_backend::agent::local::configure_threads();
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    #[cfg(feature = "mimalloc")]
+    runtime.on_thread_park(allocator::on_park);
+    let runtime = runtime.build().context("starting the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
             Command::Auth { port } => {
