@@ -141,26 +141,27 @@ impl Config {
             },
             relay_fault: confab_core::outbox::RelayFault::from_env(env)?,
             clock: Clock::system(),
-            reply_lease: {
-                let var = "CONFAB_REPLY_LEASE_SECS";
-                let secs: u64 = env.parse(var, 10)?;
-                if !(1..=600).contains(&secs) {
-                    return Err(env.invalid(var, "must be 1 to 600 seconds"));
-                }
-                Duration::from_secs(secs)
-            },
-            pubsub_silence: {
-                let var = "CONFAB_PUBSUB_SILENCE_SECS";
-                let secs: u64 = env.parse(var, 3)?;
-                if !(2..=600).contains(&secs) {
-                    return Err(env.invalid(var, "must be 2 to 600 seconds"));
-                }
-                Duration::from_secs(secs)
-            },
+            reply_lease: seconds(env, "CONFAB_REPLY_LEASE_SECS", 10, 1..=600)?,
+            pubsub_silence: seconds(env, "CONFAB_PUBSUB_SILENCE_SECS", 3, 2..=600)?,
             plans: Arc::new(plans::Plans::from_env(env)?),
             billing: billing::BillingConfig::from_env(env)?,
         })
     }
+}
+
+/// A duration setting in whole seconds, within `range`.
+fn seconds(
+    env: &Env,
+    var: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration, ConfigError> {
+    let secs: u64 = env.parse(var, default)?;
+    if !range.contains(&secs) {
+        let (lo, hi) = range.into_inner();
+        return Err(env.invalid(var, format!("must be {lo} to {hi} seconds")));
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 /// A count setting that must be at least `min`.

@@ -736,16 +736,21 @@ async fn next_non_ping(
     }
 }
 
-#[tokio::test]
-async fn frames_and_close_codes_cross_the_relay() {
+/// A socket through web's relay to [`ws_backend`], from web's own origin.
+async fn through_relay(
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     let backend = serve(ws_backend()).await;
     let web = serve(app(state(
         "http://127.0.0.1:9",
         &format!("http://{backend}"),
     )))
     .await;
+    open_socket(web, &format!("http://{web}")).await
+}
 
-    let mut s = open_socket(web, &format!("http://{web}")).await;
+#[tokio::test]
+async fn frames_and_close_codes_cross_the_relay() {
+    let mut s = through_relay().await;
     s.send(ts::Message::text("hello")).await.unwrap();
     assert_eq!(next_non_ping(&mut s).await, ts::Message::text("hello"));
 
@@ -771,14 +776,7 @@ async fn frames_and_close_codes_cross_the_relay() {
 /// with its code.
 #[tokio::test]
 async fn a_burst_of_frames_and_its_close_cross_the_relay_in_order() {
-    let backend = serve(ws_backend()).await;
-    let web = serve(app(state(
-        "http://127.0.0.1:9",
-        &format!("http://{backend}"),
-    )))
-    .await;
-
-    let mut s = open_socket(web, &format!("http://{web}")).await;
+    let mut s = through_relay().await;
     s.send(ts::Message::text("burst 1000")).await.unwrap();
     for i in 0..1000 {
         assert_eq!(
@@ -797,14 +795,7 @@ async fn a_burst_of_frames_and_its_close_cross_the_relay_in_order() {
 
 #[tokio::test]
 async fn an_oversized_browser_frame_closes_with_1009() {
-    let backend = serve(ws_backend()).await;
-    let web = serve(app(state(
-        "http://127.0.0.1:9",
-        &format!("http://{backend}"),
-    )))
-    .await;
-
-    let mut s = open_socket(web, &format!("http://{web}")).await;
+    let mut s = through_relay().await;
     let big = "x".repeat(ws::MAX_FROM_BROWSER + 1);
     s.send(ts::Message::text(big)).await.unwrap();
     match next_non_ping(&mut s).await {
