@@ -748,6 +748,18 @@ async fn through_relay(
     open_socket(web, &format!("http://{web}")).await
 }
 
+/// The next frame, which must be a close: its code and reason.
+async fn next_close(
+    s: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> (u16, String) {
+    match next_non_ping(s).await {
+        ts::Message::Close(Some(f)) => (u16::from(f.code), f.reason.to_string()),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn frames_and_close_codes_cross_the_relay() {
     let mut s = through_relay().await;
@@ -762,13 +774,10 @@ async fn frames_and_close_codes_cross_the_relay() {
     );
 
     s.send(ts::Message::text("expire")).await.unwrap();
-    match next_non_ping(&mut s).await {
-        ts::Message::Close(Some(f)) => {
-            assert_eq!(u16::from(f.code), 4001);
-            assert_eq!(f.reason.as_str(), "token expired");
-        }
-        other => panic!("expected a close frame, got {other:?}"),
-    }
+    assert_eq!(
+        next_close(&mut s).await,
+        (4001, "token expired".to_string())
+    );
 }
 
 /// Frames the backend writes together are relayed in bursts: all of them,
@@ -784,13 +793,10 @@ async fn a_burst_of_frames_and_its_close_cross_the_relay_in_order() {
             ts::Message::text(i.to_string())
         );
     }
-    match next_non_ping(&mut s).await {
-        ts::Message::Close(Some(f)) => {
-            assert_eq!(u16::from(f.code), 4009);
-            assert_eq!(f.reason.as_str(), "reconnect and resume");
-        }
-        other => panic!("expected a close frame, got {other:?}"),
-    }
+    assert_eq!(
+        next_close(&mut s).await,
+        (4009, "reconnect and resume".to_string())
+    );
 }
 
 #[tokio::test]

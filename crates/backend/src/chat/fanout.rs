@@ -47,6 +47,11 @@ pub trait LocalSockets: Send + Sync {
     fn deliver(&self, user: UserId, event: &ChatEvent);
 }
 
+/// What goes on a user channel: the publishing instance, then the event.
+fn tag(instance: &str, event_json: &str) -> String {
+    format!("{instance} {event_json}")
+}
+
 /// Split what arrived on a user channel into the instance that published it
 /// and the event's JSON. A payload without the tag (from a version before
 /// it) is all event.
@@ -141,9 +146,11 @@ async fn run(
     live_maxlen: usize,
     instance: String,
 ) {
-    let resync = serde_json::to_string(&ChatEvent::Resync).unwrap_or_default();
     // Only the other instances missed it: this one's sockets had it.
-    let resync = format!("{instance} {resync}");
+    let resync = tag(
+        &instance,
+        &serde_json::to_string(&ChatEvent::Resync).unwrap_or_default(),
+    );
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         if rx.recv_many(&mut batch, BATCH).await == 0 {
@@ -261,7 +268,7 @@ impl Chat {
         self.inner.fanout.queue(Op::Publish {
             user: Some(user),
             channel: self.inner.keys.user_channel(user),
-            payload: format!("{} {payload}", self.inner.instance),
+            payload: tag(&self.inner.instance, &payload),
         });
     }
 
@@ -302,13 +309,13 @@ impl Chat {
 
 #[cfg(test)]
 mod tests {
-    use super::untag;
+    use super::{tag, untag};
 
     #[test]
     fn a_payload_names_the_instance_that_published_it() {
         let id = "5f0c7a3e-8d1b-4c52-9a57-0d8f3f1c2b6a";
         let event = r#"{"kind":"resync"}"#;
-        assert_eq!(untag(&format!("{id} {event}")), (Some(id), event));
+        assert_eq!(untag(&tag(id, event)), (Some(id), event));
         // From a version that did not tag: all of it is the event, even
         // when the event's text holds spaces.
         let old = r#"{"kind":"delta","text":"a b"}"#;

@@ -155,19 +155,16 @@ impl Hub {
         }
     }
 
-    fn close_where(&self, which: impl Fn(UserId, &Conn) -> bool, code: u16, reason: &'static str) {
-        self.inner.close_where(which, code, reason);
-    }
-
     /// Close the session's sockets with 4003 and the reason's code as the
     /// close reason, so each page can say why it was signed out.
     fn revoke(&self, sid: SessionId, reason: RevokeReason) {
-        self.close_where(|_, c| c.sid == sid, close::SESSION_REVOKED, reason.as_str());
+        self.inner
+            .close_where(|_, c| c.sid == sid, close::SESSION_REVOKED, reason.as_str());
     }
 
     /// Close every socket of a user whose account was deleted.
     pub fn account_deleted(&self, user: UserId) {
-        self.close_where(
+        self.inner.close_where(
             |u, _| u == user,
             close::SESSION_REVOKED,
             RevokeReason::AccountDeleted.as_str(),
@@ -187,7 +184,8 @@ impl Hub {
             }
             // Frames published while we were not subscribed are lost to our
             // sockets: close them so their clients reconnect and resume.
-            self.close_where(|_, _| true, close::RESYNC, "reconnect and resume");
+            self.inner
+                .close_where(|_, _| true, close::RESYNC, "reconnect and resume");
             tokio::select! {
                 _ = confab_core::clock::sleep(backoff) => {}
                 _ = shutdown.cancelled() => return,
