@@ -81,11 +81,15 @@ fn candle_threads(
     if candle.is_some() {
         return None;
     }
-    let one_worker = workers
+    let workers = workers
         .and_then(|w| w.to_str())
-        .is_some_and(|w| w.trim().parse::<usize>() == Ok(1));
-    (!one_worker).then_some("1")
+        .and_then(|w| w.trim().parse::<usize>().ok())
+        .unwrap_or(DEFAULT_WORKERS);
+    (workers != 1).then_some("1")
 }
+
+/// `CONFAB_LOCAL_WORKERS` when unset.
+const DEFAULT_WORKERS: usize = 2;
 
 /// Which file to load, and who chose it (for error messages and fallback).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,7 +173,7 @@ impl LocalConfig {
                 "must be between 1 (off) and 2",
             ));
         }
-        let workers: usize = env.parse("CONFAB_LOCAL_WORKERS", 2)?;
+        let workers: usize = env.parse("CONFAB_LOCAL_WORKERS", DEFAULT_WORKERS)?;
         if !(1..=64).contains(&workers) {
             return Err(env.invalid("CONFAB_LOCAL_WORKERS", "must be between 1 and 64"));
         }
