@@ -15,7 +15,7 @@
 )]
 
 use confab_backend::agent::{
-    local::{Local, LocalConfig, Model, ModelSource, DEFAULT_MODEL_FILE},
+    local::{Local, LocalConfig, Model, ModelSource, DEFAULT_MODEL_FILE, DEFAULT_WORKERS},
     ChatMessage, Provider, Role,
 };
 use futures::StreamExt;
@@ -104,7 +104,11 @@ async fn main() {
         PathBuf::from,
     );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("model: {}  cores: {cores}", path.display());
+    println!(
+        "model: {}  cores: {cores}  CANDLE_NUM_THREADS: {}  workers: {DEFAULT_WORKERS} (the default) unless named",
+        path.display(),
+        std::env::var("CANDLE_NUM_THREADS").unwrap_or_else(|_| "unset (a thread per core)".into())
+    );
     let rss_before = rss_mib("VmRSS:");
 
     let started = confab_core::clock::instant();
@@ -113,7 +117,7 @@ async fn main() {
     let rss_loaded = rss_mib("VmRSS:");
 
     // Time to first token: a short question with Confab's system prompt.
-    let local = Local::start(&model, config(&path, 16, 1)).unwrap();
+    let local = Local::start(&model, config(&path, 16, DEFAULT_WORKERS)).unwrap();
     run(&local, "Hi!").await; // warm-up
     let ttft: Vec<f64> = {
         let mut v = Vec::new();
@@ -144,7 +148,7 @@ async fn main() {
 
     // One stream: a long answer, tokens counted exactly by the workers.
     let tokens = 256;
-    let local = Local::start(&model, config(&path, tokens, 1)).unwrap();
+    let local = Local::start(&model, config(&path, tokens, DEFAULT_WORKERS)).unwrap();
     let before = local.generated_tokens();
     let r = run(
         &local,

@@ -59,8 +59,6 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // Before the runtime's threads exist (it sets an environment variable).
-    confab_backend::agent::local::configure_threads();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     #[cfg(feature = "mimalloc")]

@@ -44,52 +44,18 @@ use tokenizers::Tokenizer;
 /// data folder's `models/`.
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
-/// Where matrix multiplications run.
-///
-/// candle splits each one over a process-wide pool of spinning threads,
-/// sized once from `CANDLE_NUM_THREADS` (default: one per core), and calls
-/// into that pool queue behind each other. With several workers the
-/// replies would then wait for the one pool, and the spinning burns the
-/// cores they wait for (measured: 4 streams on 2 workers, 45.9 tokens/s in
-/// all with a thread per multiplication, 17.5–31.4 with the pool). So with
-/// several workers (the default, `CONFAB_LOCAL_WORKERS=2`) each
-/// multiplication stays on its worker; with one worker nothing competes for
-/// the pool and a reply gets every core (one stream 30.7–31.1 tokens/s
-/// against 20.1 on one thread, same sitting). An explicit
-/// `CANDLE_NUM_THREADS` always wins. Call before any other thread starts:
-/// the variable is read once, and setting the environment is only sound
-/// while the process is single-threaded.
-pub fn configure_threads() {
-    let set = candle_threads(
-        std::env::var_os("CANDLE_NUM_THREADS").as_deref(),
-        std::env::var_os("CONFAB_LOCAL_WORKERS").as_deref(),
-    );
-    if let Some(threads) = set {
-        std::env::set_var("CANDLE_NUM_THREADS", threads);
-    }
-}
-
-/// The `CANDLE_NUM_THREADS` to set, if any, given that variable and
-/// `CONFAB_LOCAL_WORKERS` as the operator left them: none when the operator
-/// chose the threads, or when a single worker may use candle's default (a
-/// thread per core); else one. A workers value that does not parse is left
-/// to the configuration, which refuses it by name.
-fn candle_threads(
-    candle: Option<&std::ffi::OsStr>,
-    workers: Option<&std::ffi::OsStr>,
-) -> Option<&'static str> {
-    if candle.is_some() {
-        return None;
-    }
-    let workers = workers
-        .and_then(|w| w.to_str())
-        .and_then(|w| w.trim().parse::<usize>().ok())
-        .unwrap_or(DEFAULT_WORKERS);
-    (workers != 1).then_some("1")
-}
-
 /// `CONFAB_LOCAL_WORKERS` when unset.
-const DEFAULT_WORKERS: usize = 2;
+///
+/// The workers' matrix multiplications run on candle's process-wide pool of
+/// threads, sized once from `CANDLE_NUM_THREADS` (default: one per core);
+/// calls into it from several workers queue behind each other. Confab
+/// leaves candle its default: a reply that generates alone gets every core (the 2-core reference machine: one stream
+/// 30.7 tokens/s against 20.1 on one thread per reply), and replies that
+/// generate at once take turns on the pool (four streams on two workers:
+/// 31.4 tokens/s in all against 45.9 with `CANDLE_NUM_THREADS=1`, which an
+/// operator serving many users at once may prefer). docs/benchmarks.md has
+/// the figures.
+pub const DEFAULT_WORKERS: usize = 2;
 
 /// Which file to load, and who chose it (for error messages and fallback).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -330,21 +330,3 @@ fn bad_sampling_settings_name_their_variable() {
     let err = crate::agent::LlmConfig::from_env(&env).expect_err("both");
     assert_eq!(err.var, "CONFAB_LOCAL_MODEL");
 }
-
-#[test]
-fn candle_gets_every_core_only_for_a_single_worker_unless_the_operator_chose() {
-    use std::ffi::OsStr;
-    let os = |s: &'static str| Some(OsStr::new(s));
-    // Default (two workers): each multiplication on its worker.
-    assert_eq!(candle_threads(None, None), Some("1"));
-    assert_eq!(candle_threads(None, os("2")), Some("1"));
-    assert_eq!(candle_threads(None, os("8")), Some("1"));
-    // One worker: candle's own default, a thread per core.
-    assert_eq!(candle_threads(None, os("1")), None);
-    assert_eq!(candle_threads(None, os(" 1 ")), None);
-    // Not a number: stays on the worker (the configuration refuses it).
-    assert_eq!(candle_threads(None, os("one")), Some("1"));
-    // The operator's choice is never overridden.
-    assert_eq!(candle_threads(os("4"), os("2")), None);
-    assert_eq!(candle_threads(os("1"), os("1")), None);
-}
