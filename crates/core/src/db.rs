@@ -80,8 +80,22 @@ pub fn quote_ident(name: &str) -> String {
 /// PostgreSQL is away or every connection is busy.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A pooled connection idle at least this long is checked (one round trip)
+/// before it is handed out; one used more recently is not (see [`connect`]).
+pub const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// Open a pool with a bounded wait, so a service that cannot reach its
 /// database fails at start with a clear error instead of hanging.
+///
+/// sqlx checks every connection as it goes back to the pool (a `Sync`
+/// round trip, off the caller's path) and, by default, again as it is
+/// handed out — a second round trip on the path of every query, which was
+/// a third of the PostgreSQL time before a chat reply starts (measured with
+/// `strace` of the backend under `bench-load ttft`). Only connections idle
+/// for [`CHECK_IDLE_AFTER`] are checked here: those are the ones a restart
+/// of PostgreSQL may have cut; a dead one is then closed and another opened
+/// (and a query on a connection cut in the last second fails once and
+/// closes it, like any query cut mid-way).
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     let opts = sqlx::postgres::PgConnectOptions::from_str(url)?
         .log_statements(tracing::log::LevelFilter::Trace)
@@ -89,6 +103,15 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= CHECK_IDLE_AFTER {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(opts)
         .await
 }

@@ -16,7 +16,6 @@ use crate::{
         self,
         limiter::{Decision, LimitKind, Slot, Usage},
     },
-    store,
 };
 use confab_core::ids::UserId;
 use std::time::Duration;
@@ -25,14 +24,19 @@ use std::time::Duration;
 pub const ADMIT_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl Chat {
-    /// Admit one generation for `user`: the slot it holds (when the plan
-    /// caps concurrent replies) and the usage after it (`None`: Redis did
-    /// not answer, admitted unchecked), or [`Error::QuotaExceeded`].
-    pub(super) async fn admit(&self, user: UserId) -> Result<(Option<Slot>, Option<Usage>), Error> {
+    /// Admit one generation for `user`, whose stored plan is `stored_plan`
+    /// (`store::profiles::plan_of`, read by the caller alongside its own
+    /// queries): the slot it holds (when the plan caps concurrent replies)
+    /// and the usage after it (`None`: Redis did not answer, admitted
+    /// unchecked), or [`Error::QuotaExceeded`].
+    pub(super) async fn admit(
+        &self,
+        user: UserId,
+        stored_plan: Option<String>,
+    ) -> Result<(Option<Slot>, Option<Usage>), Error> {
         let limiter = &self.inner.limiter;
         let plans = limiter.plans();
-        let stored = store::profiles::plan_of(&self.inner.db, user).await?;
-        let plan = match stored.as_deref() {
+        let plan = match stored_plan.as_deref() {
             Some(id) => plans.get(id),
             None => plans.default_plan(),
         };

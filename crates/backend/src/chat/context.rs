@@ -10,7 +10,7 @@ use crate::{
     error::Error,
     store::{self, messages::Message},
 };
-use confab_core::ids::ThreadId;
+use confab_core::ids::{MessageId, ThreadId};
 
 const SYSTEM_PROMPT: &str = "You are Confab, a helpful assistant. Answer clearly and concisely. \
 Use Markdown for structure when it helps.";
@@ -18,14 +18,14 @@ Use Markdown for structure when it helps.";
 const MAX_MESSAGES: i64 = 200;
 
 impl Chat {
-    /// The context of the reply with sequence number `before_seq`.
+    /// The context of a reply to `question`: the conversation up to it.
     pub(super) async fn context(
         &self,
         thread: ThreadId,
-        before_seq: i64,
+        question: MessageId,
     ) -> Result<Vec<ChatMessage>, Error> {
         let newest_first =
-            store::messages::context(&self.inner.db, thread, before_seq, MAX_MESSAGES).await?;
+            store::messages::context(&self.inner.db, thread, question, MAX_MESSAGES).await?;
         Ok(within_budget(newest_first, self.inner.context_chars))
     }
 }

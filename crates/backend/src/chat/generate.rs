@@ -11,11 +11,10 @@
 use super::{Chat, ChatEvent, Piece};
 use crate::plans::limiter::Slot;
 use crate::{
-    agent::ProviderError,
-    domain::{Role, Status},
+    agent::{ChatMessage, ProviderError},
     error::Error,
     markdown,
-    store::{self, messages::NewMessage},
+    store::{self, messages::NewReply},
 };
 use confab_core::{
     clock,
@@ -44,7 +43,6 @@ enum Ending {
 struct Reply {
     id: MessageId,
     seq: i64,
-    question_seq: i64,
     request_id: uuid::Uuid,
 }
 
@@ -102,7 +100,13 @@ impl Chat {
             return Ok(());
         }
         let started = clock::instant();
-        let reply = match self.insert_reply(user, thread, question).await {
+        // The context does not depend on the reply's row (it ends at the
+        // question): both are read at once, on two connections.
+        let (reply, context) = tokio::join!(
+            self.insert_reply(user, thread, question),
+            self.context(thread, question)
+        );
+        let reply = match reply {
             Ok(v) => v,
             Err(e @ Error::ReplyInProgress) => {
                 let message = e.public_message();
@@ -128,7 +132,7 @@ impl Chat {
             message = %id,
         );
         let result = self
-            .write_reply(user, thread, &reply, started, stop)
+            .write_reply(user, thread, &reply, context, started, stop)
             .instrument(span)
             .await;
         self.inner.running.locked().remove(&id);
@@ -140,15 +144,20 @@ impl Chat {
         user: UserId,
         thread: ThreadId,
         reply: &Reply,
+        context: Result<Vec<ChatMessage>, Error>,
         started: std::time::Instant,
         stop: CancellationToken,
     ) -> Result<(), Error> {
         let (id, seq) = (reply.id, reply.seq);
         let mut text = String::new();
         let mut vanished = false;
-        let outcome = self
-            .stream_reply(user, thread, reply, &stop, &mut text)
-            .await;
+        let outcome = match context {
+            Ok(context) => {
+                self.stream_reply(user, thread, reply, context, &stop, &mut text)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         let db = &self.inner.db;
         let result = match outcome {
             Ok(Ending::Complete) => match store::messages::complete(db, id, &text).await {
@@ -272,7 +281,8 @@ impl Chat {
     /// Insert the `streaming` reply row with the thread's next seq, as the
     /// question's current attempt, and announce it (so clients put it in
     /// place of an attempt it replaces). A question already being answered
-    /// (a second Retry racing the first) is refused by a unique index.
+    /// (a second Retry racing the first) is refused by a unique index. The
+    /// question was checked to be the user's by `send` or `retry`.
     async fn insert_reply(
         &self,
         user: UserId,
@@ -280,45 +290,30 @@ impl Chat {
         question: MessageId,
     ) -> Result<Reply, Error> {
         let info = self.inner.provider.info();
-        let q = store::messages::get(&self.inner.db, user, question)
-            .await?
-            .ok_or(Error::NotFound("That message does not exist."))?;
         let request_id = uuid::Uuid::new_v4();
-        let mut tx = self.inner.db.begin().await?;
-        let seq = store::threads::next_seq(&mut tx, thread).await?;
-        store::messages::supersede_replies(&mut tx, question).await?;
-        let inserted = store::messages::insert(
-            &mut *tx,
-            NewMessage {
-                id: MessageId::new(),
-                thread_id: thread,
-                user_id: user,
-                role: Role::Assistant,
-                content: "",
-                status: Status::Streaming,
-                seq,
-                client_msg_id: None,
-                reply_to: Some(question),
-                model: Some(&info.model),
-                provider: Some(info.kind),
-                request_id: Some(request_id),
-            },
-        )
-        .await;
-        match inserted {
-            Ok(reply) => {
-                store::messages::renew_lease(&mut *tx, reply.id, self.inner.lease).await?;
-                tx.commit().await?;
-                let id = reply.id;
+        let new = NewReply {
+            id: MessageId::new(),
+            thread_id: thread,
+            user_id: user,
+            question,
+            model: &info.model,
+            provider: info.kind,
+            request_id,
+        };
+        match store::messages::start_reply(&self.inner.db, new, self.inner.lease).await {
+            Ok(Some(reply)) => {
+                let (id, seq) = (reply.id, reply.seq);
                 self.publish(user, &ChatEvent::Stored { message: reply })
                     .await;
                 Ok(Reply {
                     id,
                     seq,
-                    question_seq: q.seq,
                     request_id,
                 })
             }
+            Ok(None) => Err(Error::NotFound(
+                "That conversation does not exist or was deleted.",
+            )),
             Err(e) if store::is_unique_violation(&e, "messages_one_attempt_streaming") => {
                 Err(Error::ReplyInProgress)
             }
@@ -326,19 +321,17 @@ impl Chat {
         }
     }
 
-    /// Stream the provider's reply into pieces. The error is ours (context
-    /// query); the provider's failures are an [`Ending`].
+    /// Stream the provider's reply to `context` into pieces. The error is
+    /// ours (Redis, the database); the provider's failures are an [`Ending`].
     async fn stream_reply(
         &self,
         user: UserId,
         thread: ThreadId,
         reply: &Reply,
+        context: Vec<ChatMessage>,
         stop: &CancellationToken,
         text: &mut String,
     ) -> Result<Ending, Error> {
-        // The conversation up to the question: a regenerated answer to an
-        // earlier question does not see what came after it.
-        let context = self.context(thread, reply.question_seq + 1).await?;
         let shutdown = &self.inner.shutdown;
         // The lease is renewed while the provider is asked (it may take
         // long) and while it streams; see `lease.rs`.

@@ -36,7 +36,8 @@ impl Chat {
         if store::messages::has_streaming_reply(&self.inner.db, question).await? {
             return Err(Error::ReplyInProgress);
         }
-        let (slot, _) = self.admit(user).await?;
+        let stored_plan = store::profiles::plan_of(&self.inner.db, user).await?;
+        let (slot, _) = self.admit(user, stored_plan).await?;
         self.start_reply(user, m.thread_id, question, slot);
         Ok(())
     }

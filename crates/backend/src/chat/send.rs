@@ -1,14 +1,14 @@
 //! Sending: a user message is stored (deduplicated on its client id) with
-//! the thread's next sequence number, in one transaction that also creates
-//! the thread when none is given. Only then is it acknowledged, announced to
+//! the thread's next sequence number, in one statement (one transaction
+//! with the thread when none is given, which creates it). Only then is it acknowledged, announced to
 //! the user's other clients, and answered.
 
 use super::{Chat, ChatEvent};
 use crate::plans::limiter::Usage;
 use crate::{
-    domain::{ClientMsgId, MessageText, Role, Status, ThreadTitle},
+    domain::{ClientMsgId, MessageText, ThreadTitle},
     error::Error,
-    store::{self, messages::NewMessage},
+    store::{self, messages::NewQuestion},
 };
 use confab_core::ids::{MessageId, ThreadId, UserId};
 
@@ -55,10 +55,16 @@ impl Chat {
         text: &MessageText,
     ) -> Result<Sent, Error> {
         let db = &self.inner.db;
-        if let Some(m) = store::messages::by_client_id(db, user, client_msg_id).await? {
+        // Both reads at once, on two connections: a resend is found before
+        // the plan counts it.
+        let (first_copy, stored_plan) = tokio::try_join!(
+            store::messages::by_client_id(db, user, client_msg_id),
+            store::profiles::plan_of(db, user),
+        )?;
+        if let Some(m) = first_copy {
             return Ok(Sent::duplicate_of(&m));
         }
-        let (slot, usage) = self.admit(user).await?;
+        let (slot, usage) = self.admit(user, stored_plan).await?;
         match self
             .store_question(user, client_msg_id, thread_id, text)
             .await
@@ -90,6 +96,9 @@ impl Chat {
         }
     }
 
+    /// One statement for a message to an existing thread (the common case:
+    /// the sequence number and the row together); a new thread's first
+    /// message is one transaction with the thread.
     async fn store_question(
         &self,
         user: UserId,
@@ -98,50 +107,45 @@ impl Chat {
         text: &MessageText,
     ) -> Result<Stored, Error> {
         let db = &self.inner.db;
-        let mut tx = db.begin().await?;
-        let thread = match thread_id {
-            Some(id) => store::threads::get(&mut *tx, user, id)
-                .await?
-                .ok_or(Error::NotFound(
-                    "That conversation does not exist or was deleted.",
-                ))?,
+        let question = |thread_id| NewQuestion {
+            id: MessageId::new(),
+            thread_id,
+            user_id: user,
+            content: text.as_str(),
+            client_msg_id,
+        };
+        let inserted = match thread_id {
+            Some(id) => store::messages::insert_question(db, question(id)).await,
             None => {
+                let mut tx = db.begin().await?;
                 let ws = store::profiles::default_workspace(&mut *tx, user)
                     .await?
                     .ok_or(Error::NotFound("Your workspace is missing."))?;
-                store::threads::create(
+                let thread = store::threads::create(
                     &mut *tx,
                     user,
                     ws.id,
                     &ThreadTitle::from_first_message(text),
                 )
-                .await?
+                .await?;
+                let inserted =
+                    store::messages::insert_question(&mut *tx, question(thread.id)).await;
+                // Otherwise dropping the transaction rolls the thread back.
+                if let Ok(Some(_)) = inserted {
+                    tx.commit().await?;
+                }
+                inserted
             }
         };
-        let seq = store::threads::next_seq(&mut tx, thread.id).await?;
-        let inserted = store::messages::insert(
-            &mut *tx,
-            NewMessage {
-                id: MessageId::new(),
-                thread_id: thread.id,
-                user_id: user,
-                role: Role::User,
-                content: text.as_str(),
-                status: Status::Complete,
-                seq,
-                client_msg_id: Some(client_msg_id),
-                reply_to: None,
-                model: None,
-                provider: None,
-                request_id: None,
-            },
-        )
-        .await;
         let stored = match inserted {
-            Ok(m) => m,
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                return Err(Error::NotFound(
+                    "That conversation does not exist or was deleted.",
+                ))
+            }
             // A resend raced the first copy: the first one wins.
             Err(e) if store::is_unique_violation(&e, "messages_client_msg_id") => {
-                tx.rollback().await?;
                 let m = store::messages::by_client_id(db, user, client_msg_id)
                     .await?
                     .ok_or(Error::NotFound("message vanished"))?;
@@ -149,7 +153,6 @@ impl Chat {
             }
             Err(e) => return Err(e.into()),
         };
-        tx.commit().await?;
         metrics::counter!("chat_messages_total", "role" => "user").increment(1);
         Ok(Stored::New(stored))
     }

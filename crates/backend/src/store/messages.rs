@@ -1,5 +1,5 @@
 //! Messages. A user message is inserted with its sequence number in one
-//! transaction; an assistant reply is inserted as `streaming` when generation
+//! statement; an assistant reply is inserted as `streaming` when generation
 //! starts and completed (or failed, or stopped) in one statement when it
 //! ends. A question can have several replies (attempts: failed, stopped,
 //! regenerated); `current` marks the one the conversation shows.
@@ -60,43 +60,78 @@ pub async fn get<'e>(
     .await
 }
 
-pub struct NewMessage<'a> {
+/// A user's message to store in one of their threads.
+pub struct NewQuestion<'a> {
     pub id: MessageId,
     pub thread_id: ThreadId,
     pub user_id: UserId,
-    pub role: Role,
     pub content: &'a str,
-    pub status: Status,
-    pub seq: i64,
-    pub client_msg_id: Option<&'a ClientMsgId>,
-    pub reply_to: Option<MessageId>,
-    /// The model and provider writing a reply (`None` for user messages).
-    pub model: Option<&'a str>,
-    pub provider: Option<&'a str>,
-    pub request_id: Option<uuid::Uuid>,
+    pub client_msg_id: &'a ClientMsgId,
 }
 
-pub async fn insert<'e>(
+/// Store a user message with its thread's next sequence number, in one
+/// statement (atomic without a transaction: a unique violation on its
+/// client id undoes the number too). `None` when the thread is not the
+/// user's (or was deleted). The thread's row lock is held until the
+/// statement's transaction ends, which serialises writers of one thread and
+/// keeps numbers gap-free.
+pub async fn insert_question<'e>(
     db: impl PgExecutor<'e>,
-    m: NewMessage<'_>,
-) -> Result<Message, sqlx::Error> {
+    m: NewQuestion<'_>,
+) -> Result<Option<Message>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "INSERT INTO messages (id, thread_id, user_id, role, content, status, seq, client_msg_id, reply_to, model, provider, request_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {COLUMNS}"
+        "WITH t AS (
+             UPDATE threads SET last_seq = last_seq + 1, updated_at = now()
+             WHERE id = $2 AND user_id = $3 RETURNING last_seq
+         )
+         INSERT INTO messages (id, thread_id, user_id, role, content, status, seq, client_msg_id)
+         SELECT $1, $2, $3, 'user', $4, 'complete', t.last_seq, $5 FROM t
+         RETURNING {COLUMNS}"
     ))
     .bind(m.id)
     .bind(m.thread_id)
     .bind(m.user_id)
-    .bind(m.role)
     .bind(m.content)
-    .bind(m.status)
-    .bind(m.seq)
     .bind(m.client_msg_id)
-    .bind(m.reply_to)
-    .bind(m.model)
-    .bind(m.provider)
-    .bind(m.request_id)
-    .fetch_one(db)
+    .fetch_optional(db)
+    .await
+}
+
+/// A reply about to be written.
+pub struct NewReply<'a> {
+    pub id: MessageId,
+    pub thread_id: ThreadId,
+    pub user_id: UserId,
+    pub question: MessageId,
+    /// The model and provider writing it.
+    pub model: &'a str,
+    pub provider: &'a str,
+    pub request_id: uuid::Uuid,
+}
+
+/// Insert the `streaming` row of a reply with the thread's next sequence
+/// number and a lease of `lease`, as its question's current attempt (the
+/// earlier ones no longer are): one round trip, one statement
+/// (`start_reply`, migration 0017). `None` when the thread is gone. A
+/// question already being answered is refused by the unique index
+/// `messages_one_attempt_streaming`.
+pub async fn start_reply<'e>(
+    db: impl PgExecutor<'e>,
+    r: NewReply<'_>,
+    lease: std::time::Duration,
+) -> Result<Option<Message>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM start_reply($1, $2, $3, $4, $5, $6, $7, $8)"
+    ))
+    .bind(r.id)
+    .bind(r.thread_id)
+    .bind(r.user_id)
+    .bind(r.question)
+    .bind(r.model)
+    .bind(r.provider)
+    .bind(r.request_id)
+    .bind(lease.as_secs_f64())
+    .fetch_optional(db)
     .await
 }
 
@@ -137,21 +172,25 @@ pub async fn list_before(
     Ok(rows)
 }
 
-/// The completed messages of a thread before `before_seq`, newest first,
-/// each question with its current reply only: the model's context, trimmed
-/// by the caller.
+/// The completed messages of a thread up to `question`, newest first, each
+/// question with its current reply only: the model's context, trimmed by
+/// the caller. What came after the question is not in it (a regenerated
+/// answer to an earlier question does not see the later conversation), so
+/// it can be read while the reply's row is inserted.
 pub async fn context(
     pool: &PgPool,
     thread: ThreadId,
-    before_seq: i64,
+    question: MessageId,
     limit: i64,
 ) -> Result<Vec<Message>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM messages WHERE thread_id = $1 AND seq < $2 AND status = 'complete' AND current
+        "SELECT {COLUMNS} FROM messages
+         WHERE thread_id = $1 AND status = 'complete' AND current
+           AND seq <= (SELECT seq FROM messages WHERE id = $2)
          ORDER BY seq DESC LIMIT $3"
     ))
     .bind(thread)
-    .bind(before_seq)
+    .bind(question)
     .bind(limit)
     .fetch_all(pool)
     .await
@@ -206,19 +245,6 @@ pub async fn stop(pool: &PgPool, id: MessageId, partial: &str) -> Result<(), sql
     .bind(partial)
     .execute(pool)
     .await?;
-    Ok(())
-}
-
-/// The question's earlier attempts are no longer current: a new one starts
-/// (in the transaction that inserts it).
-pub async fn supersede_replies(
-    conn: &mut sqlx::PgConnection,
-    question: MessageId,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE messages SET current = false WHERE reply_to = $1 AND current")
-        .bind(question)
-        .execute(conn)
-        .await?;
     Ok(())
 }
 

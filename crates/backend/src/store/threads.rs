@@ -1,10 +1,11 @@
-//! Threads: listing, creation, and handing out sequence numbers.
+//! Threads: listing, creation and renaming (their sequence numbers are
+//! handed out by the statements that insert messages, `store::messages`).
 
 use crate::domain::ThreadTitle;
 use chrono::{DateTime, Utc};
 use confab_core::ids::{ThreadId, UserId, WorkspaceId};
 use serde::Serialize;
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::PgExecutor;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Thread {
@@ -76,17 +77,5 @@ pub async fn rename<'e>(
     .bind(user)
     .bind(title.as_str())
     .fetch_optional(db)
-    .await
-}
-
-/// Take the thread's next sequence number. The row lock this takes is held
-/// until the caller's transaction ends, which serialises writers of one
-/// thread and keeps numbers gap-free.
-pub async fn next_seq(conn: &mut PgConnection, id: ThreadId) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "UPDATE threads SET last_seq = last_seq + 1, updated_at = now() WHERE id = $1 RETURNING last_seq",
-    )
-    .bind(id)
-    .fetch_one(conn)
     .await
 }
