@@ -8,7 +8,10 @@ use crate::plans::limiter::Usage;
 use crate::{
     domain::{ClientMsgId, MessageText, ThreadTitle},
     error::Error,
-    store::{self, messages::NewQuestion},
+    store::{
+        self,
+        messages::{FirstCopy, NewQuestion},
+    },
 };
 use confab_core::ids::{MessageId, ThreadId, UserId};
 
@@ -26,7 +29,7 @@ pub struct Sent {
 }
 
 impl Sent {
-    fn duplicate_of(m: &store::messages::Message) -> Self {
+    fn duplicate_of(m: FirstCopy) -> Self {
         Sent {
             thread_id: m.thread_id,
             message_id: m.id,
@@ -54,15 +57,11 @@ impl Chat {
         thread_id: Option<ThreadId>,
         text: &MessageText,
     ) -> Result<Sent, Error> {
-        let db = &self.inner.db;
-        // Both reads at once, on two connections: a resend is found before
-        // the plan counts it.
-        let (first_copy, stored_plan) = tokio::try_join!(
-            store::messages::by_client_id(db, user, client_msg_id),
-            store::profiles::plan_of(db, user),
-        )?;
+        // One query: a resend is found before the plan counts it.
+        let (first_copy, stored_plan) =
+            store::messages::first_copy_and_plan(&self.inner.db, user, client_msg_id).await?;
         if let Some(m) = first_copy {
-            return Ok(Sent::duplicate_of(&m));
+            return Ok(Sent::duplicate_of(m));
         }
         let (slot, usage) = self.admit(user, stored_plan).await?;
         match self
@@ -146,10 +145,11 @@ impl Chat {
             }
             // A resend raced the first copy: the first one wins.
             Err(e) if store::is_unique_violation(&e, "messages_client_msg_id") => {
-                let m = store::messages::by_client_id(db, user, client_msg_id)
+                let m = store::messages::first_copy_and_plan(db, user, client_msg_id)
                     .await?
+                    .0
                     .ok_or(Error::NotFound("message vanished"))?;
-                return Ok(Stored::Duplicate(Sent::duplicate_of(&m)));
+                return Ok(Stored::Duplicate(Sent::duplicate_of(m)));
             }
             Err(e) => return Err(e.into()),
         };

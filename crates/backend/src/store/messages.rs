@@ -32,18 +32,42 @@ pub struct Message {
 
 const COLUMNS: &str = "id, thread_id, role, content, status, seq, client_msg_id, reply_to, error_code, error_message, current, request_id, created_at";
 
-pub async fn by_client_id<'e>(
+/// Where a message already stored stands (the first copy of a resend).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstCopy {
+    pub id: MessageId,
+    pub thread_id: ThreadId,
+    pub seq: i64,
+}
+
+/// What a send needs to know before it is admitted, in one round trip: the
+/// first copy of a message with this client id, if any, and the user's
+/// stored plan (`None`: no profile row, or no plan stored).
+pub async fn first_copy_and_plan<'e>(
     db: impl PgExecutor<'e>,
     user: UserId,
     client_msg_id: &ClientMsgId,
-) -> Result<Option<Message>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM messages WHERE user_id = $1 AND client_msg_id = $2"
-    ))
+) -> Result<(Option<FirstCopy>, Option<String>), sqlx::Error> {
+    type Row = (
+        Option<String>,
+        Option<MessageId>,
+        Option<ThreadId>,
+        Option<i64>,
+    );
+    let (plan, id, thread_id, seq): Row = sqlx::query_as(
+        "SELECT (SELECT plan FROM profiles WHERE user_id = $1), m.id, m.thread_id, m.seq
+         FROM (SELECT 1) AS one
+         LEFT JOIN messages m ON m.user_id = $1 AND m.client_msg_id = $2",
+    )
     .bind(user)
     .bind(client_msg_id)
-    .fetch_optional(db)
-    .await
+    .fetch_one(db)
+    .await?;
+    let first = match (id, thread_id, seq) {
+        (Some(id), Some(thread_id), Some(seq)) => Some(FirstCopy { id, thread_id, seq }),
+        _ => None,
+    };
+    Ok((first, plan))
 }
 
 pub async fn get<'e>(
