@@ -1,7 +1,7 @@
 //! Sending: a user message is stored (deduplicated on its client id) with
 //! the thread's next sequence number, in one statement (one transaction
-//! with the thread when none is given, which creates it). Only then is it acknowledged, announced to
-//! the user's other clients, and answered.
+//! with the thread when none is given, which creates it). Only then is it
+//! acknowledged, announced to the user's other clients, and answered.
 
 use super::{Chat, ChatEvent};
 use crate::plans::limiter::Usage;
