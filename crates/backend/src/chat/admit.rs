@@ -25,8 +25,9 @@ pub const ADMIT_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl Chat {
     /// Admit one generation for `user`, whose stored plan is `stored_plan`
-    /// (`store::profiles::plan_of`, read by the caller alongside its own
-    /// queries): the slot it holds (when the plan caps concurrent replies)
+    /// (read by the caller in the query it needs anyway: a send's
+    /// `store::messages::first_copy_and_plan`, a retry's
+    /// `store::profiles::plan_of`): the slot it holds (when the plan caps concurrent replies)
     /// and the usage after it (`None`: Redis did not answer, admitted
     /// unchecked), or [`Error::QuotaExceeded`].
     pub(super) async fn admit(
