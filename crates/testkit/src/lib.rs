@@ -175,6 +175,9 @@ pub struct Harness {
     started: Instant,
     /// How long `start_with` took (reported with the test's time).
     start_took: std::time::Duration,
+    /// The test's own milestones ([`Harness::mark`]): what, and when since
+    /// `started`.
+    marks: std::sync::Mutex<Vec<(&'static str, std::time::Duration)>>,
     /// Browsers started up front, not yet handed out.
     browsers: std::sync::Mutex<Vec<(BrowserSpec, tokio::task::JoinHandle<Browser>)>>,
     confab_bin: &'static str,
@@ -407,6 +410,7 @@ impl Harness {
             procs,
             started,
             start_took: std::time::Duration::ZERO,
+            marks: std::sync::Mutex::new(Vec::new()),
             browsers: std::sync::Mutex::new(browsers),
             confab_bin: bin,
             auth_env,
@@ -437,6 +441,17 @@ impl Harness {
         }
         harness.start_took = started.elapsed();
         harness
+    }
+
+    /// Note that the test reached milestone `what`: the report line of this
+    /// test gives the time from the previous milestone (or the end of the
+    /// start) to this one, so a slow flow shows where its time went.
+    pub fn mark(&self, what: &'static str) {
+        let at = self.started.elapsed();
+        self.marks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((what, at));
     }
 
     /// The browser started up front for `spec`, if there is one left.
@@ -538,16 +553,27 @@ impl Harness {
         }
     }
 
-    /// Start one more web process, fronting `backend_url` (a second origin
-    /// whose sockets reach that backend instance); returns its URL.
-    pub async fn add_web(&mut self, backend_url: &str) -> String {
+    /// Start one more backend instance and a web process fronting only it —
+    /// a second origin, as a second region or device would reach — both at
+    /// once; returns their URLs (backend, web) once both are ready.
+    pub async fn add_origin(&mut self) -> (String, String) {
+        let backend_env = self.backend_env.clone();
+        let backend = self.spawn(self.confab_bin, "backend", &backend_env).await;
+        let web_env = self.web_env_for(&backend);
+        let web = self.spawn(self.confab_bin, "web", &web_env).await;
+        let [b, w] = &self.procs[self.procs.len() - 2..] else {
+            unreachable!("two just spawned")
+        };
+        tokio::join!(b.wait_ready(&self.http), w.wait_ready(&self.http));
+        (backend, web)
+    }
+
+    /// Web's environment with `backend_url` as its only backend.
+    fn web_env_for(&self, backend_url: &str) -> Vec<(String, String)> {
         let mut env = self.web_env.clone();
         env.retain(|(k, _)| k != "CONFAB_BACKEND_URL");
         env.push(("CONFAB_BACKEND_URL".into(), backend_url.to_string()));
-        let url = self.spawn(self.confab_bin, "web", &env).await;
-        let proc = self.procs.last().expect("just spawned");
-        proc.wait_ready(&self.http).await;
-        url
+        env
     }
 
     /// Start one more backend process against the same databases and Redis
@@ -683,11 +709,15 @@ impl Drop for Harness {
             p.stop();
         }
         if !failed {
-            timing::record(
-                &self.name,
-                self.started.elapsed(),
-                &[("start", self.start_took), ("stop", stopping.elapsed())],
-            );
+            let mut phases = vec![("start", self.start_took)];
+            let marks = std::mem::take(self.marks.get_mut().unwrap_or_else(|e| e.into_inner()));
+            let mut last = self.start_took;
+            for (what, at) in marks {
+                phases.push((what, at.saturating_sub(last)));
+                last = at;
+            }
+            phases.push(("stop", stopping.elapsed()));
+            timing::record(&self.name, self.started.elapsed(), &phases);
         }
         self.dbs.drop_now();
         remove_redis_keys(&db::redis_url(), &self.redis_prefix);

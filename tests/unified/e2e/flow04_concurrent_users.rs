@@ -1,10 +1,10 @@
 //! Flow 4 — ten users at once, across two backend instances.
 //!
-//! Ten users sign up and log in at the same moment through the real HTTP
-//! API (through web); web fronts two backend instances and spreads their
-//! sockets over both; all of them send at once, each message carrying a
-//! unique marker that the LLM stand-in echoes. Eight drive the socket
-//! protocol directly, two drive Chromium. Every user sees only their own
+//! Ten users sign up at the same moment through the real HTTP API (through
+//! web); web fronts two backend instances and spreads their sockets over
+//! both. Eight log in at once over HTTP and drive the socket protocol, all
+//! sending at the same time, while two log in and chat in Chromium; each
+//! message carries a unique marker that the LLM stand-in echoes. Every user sees only their own
 //! replies, in order; every history in the database holds only its owner's
 //! messages; no frame any socket user received carries another's marker,
 //! and no browser page shows one.
@@ -124,49 +124,60 @@ async fn flow04_concurrent_users() {
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let h = &h;
 
-    // Ten sign-ups, then ten logins, each batch at the same moment.
+    // Ten sign-ups at the same moment.
     let users: Vec<TestUser> = join_all((0..USERS).map(|_| h.sign_up())).await;
-    let tokens: Vec<String> = join_all(users.iter().map(|u| log_in_http(h, u))).await;
+    h.mark("sign-ups");
     let markers: Vec<Vec<String>> = (0..USERS)
         .map(|i| (0..MESSAGES).map(|j| marker(&run, i, j)).collect())
         .collect();
 
-    // Socket users connect through web; web spreads them over both instances.
-    let mut sockets = Vec::new();
-    for token in &tokens[BROWSER_USERS..] {
-        let mut ws = h.raw_socket().await;
-        ws.authenticate(token).await;
-        sockets.push(ws);
-    }
-    let spread = [h.backend_sockets(0).await, h.backend_sockets(1).await];
-    assert_eq!(spread.iter().sum::<u64>(), (USERS - BROWSER_USERS) as u64);
-    assert!(
-        spread.iter().all(|&n| n >= 3),
-        "sockets not spread over both instances: {spread:?}"
-    );
-
-    // Everyone chats at once: eight sockets and two browsers.
-    let socket_chats = join_all(
-        sockets
-            .iter_mut()
-            .zip(&markers[BROWSER_USERS..])
-            .map(|(ws, m)| chat_on_socket(ws, m)),
-    );
-    let browsers = join_all((0..BROWSER_USERS).map(|_| h.browser())).await;
-    let browser_chats = join_all(browsers.into_iter().enumerate().map(|(i, b)| {
-        let (user, markers) = (&users[i], &markers[i]);
-        async move {
-            let mut seen = Vec::new();
-            let seen_ref = &mut seen;
-            b.run(|c| async move {
-                log_in(&c, &h.web_url, user).await;
-                *seen_ref = browser_chat(&c, markers).await;
-            })
-            .await;
-            seen
+    // The browser users log in on their pages and chat, while the socket
+    // users log in (all at once) and chat on theirs.
+    let browser_chats = async {
+        let browsers = join_all((0..BROWSER_USERS).map(|_| h.browser())).await;
+        join_all(browsers.into_iter().enumerate().map(|(i, b)| {
+            let (user, markers) = (&users[i], &markers[i]);
+            async move {
+                let mut seen = Vec::new();
+                let seen_ref = &mut seen;
+                b.run(|c| async move {
+                    log_in(&c, &h.web_url, user).await;
+                    *seen_ref = browser_chat(&c, markers).await;
+                })
+                .await;
+                seen
+            }
+        }))
+        .await
+    };
+    let socket_chats = async {
+        let tokens: Vec<String> =
+            join_all(users[BROWSER_USERS..].iter().map(|u| log_in_http(h, u))).await;
+        // Socket users connect through web; web spreads them over both instances.
+        let mut sockets = Vec::new();
+        for token in &tokens {
+            let mut ws = h.raw_socket().await;
+            ws.authenticate(token).await;
+            sockets.push(ws);
         }
-    }));
+        let spread = [h.backend_sockets(0).await, h.backend_sockets(1).await];
+        assert_eq!(spread.iter().sum::<u64>(), (USERS - BROWSER_USERS) as u64);
+        assert!(
+            spread.iter().all(|&n| n >= 3),
+            "sockets not spread over both instances: {spread:?}"
+        );
+        h.mark("socket log-ins");
+        // Eight sockets sending at once.
+        join_all(
+            sockets
+                .iter_mut()
+                .zip(&markers[BROWSER_USERS..])
+                .map(|(ws, m)| chat_on_socket(ws, m)),
+        )
+        .await
+    };
     let (socket_results, browser_results) = tokio::join!(socket_chats, browser_chats);
+    h.mark("chats");
 
     let others = |i: usize| -> Vec<&String> {
         markers

@@ -131,6 +131,7 @@ async fn flow06_agent_error_and_retry() {
     browser
         .run(|c| async move {
             log_in(&c, &h.web_url, user).await;
+            h.mark("log-in");
             let late = || Reply::Delayed {
                 delay: Duration::from_millis(1000),
                 chunks: vec!["too late".into()],
@@ -256,6 +257,7 @@ async fn flow06_agent_error_and_retry() {
                     ],
                     "{kind}"
                 );
+                h.mark(kind);
             }
 
             // The chat goes on in the same thread.

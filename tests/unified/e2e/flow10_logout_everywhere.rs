@@ -117,9 +117,9 @@ async fn flow10_logout_everywhere() {
         },
     )
     .await;
-    let backend_b = h.add_backend().await;
-    let web_b = h.add_web(&backend_b).await;
+    let (backend_b, web_b) = h.add_origin().await;
     let (web_a, backend_a) = (h.web_url.clone(), h.backend_url.clone());
+    h.mark("second instance");
     let user = h.sign_up().await; // the API client's session
     let mut api_socket =
         Socket::connect(&(backend_b.replacen("http", "ws", 1) + "/v1/ws"), None).await;
@@ -130,6 +130,7 @@ async fn flow10_logout_everywhere() {
         h.browser_as("phone", Some(PHONE_UA))
     );
     let h = &h;
+    h.mark("browsers");
     let backends = [backend_a.as_str(), backend_b.as_str()];
     let (user, web_a, web_b, backends) = (&user, &web_a, &web_b, &backends);
     laptop
@@ -142,6 +143,7 @@ async fn flow10_logout_everywhere() {
                         chat(&l, "hello from the laptop"),
                         chat(&p, "hello from the phone")
                     );
+                    h.mark("log-ins and chats");
                     let ((laptop_access, laptop_refresh), (phone_access, phone_refresh)) =
                         tokio::join!(tokens_of(&l), tokens_of(&p));
 
@@ -164,6 +166,7 @@ async fn flow10_logout_everywhere() {
                     assert_eq!(rows.len(), 1, "this device is marked");
                     assert!(rows[0].text().await.unwrap().contains("Safari on iOS"));
 
+                    h.mark("session list");
                     // "Sign out" on the laptop's row.
                     let started = confab_core::clock::instant();
                     laptop_row
@@ -185,6 +188,7 @@ async fn flow10_logout_everywhere() {
                     refused_everywhere(h, backends, &laptop_access).await;
                     refresh_is_dead(h, &laptop_refresh, "signed_out_elsewhere").await;
 
+                    h.mark("laptop signed out");
                     // The phone keeps chatting, on the same connection.
                     p.switch_to_window(chat_tab.clone()).await.unwrap();
                     chat(&p, "still chatting on the phone").await;
@@ -193,6 +197,7 @@ async fn flow10_logout_everywhere() {
                     api_socket.send(json!({"type": "ping"})).await;
                     assert_eq!(api_socket.recv_type("pong").await["type"], "pong");
 
+                    h.mark("phone chats on");
                     // "Sign out everywhere" from the phone's settings.
                     p.switch_to_window(settings_tab).await.unwrap();
                     by_testid(&p, "sign-out-everywhere").await.click().await.unwrap();

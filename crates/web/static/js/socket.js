@@ -138,6 +138,7 @@ function onReady(f) {
 }
 
 function onSocketClosed(code, reason = "") {
+  const wasReady = sock.ready;
   sock.ws = null;
   sock.ready = false;
   hooks.onDropped(code);
@@ -151,8 +152,12 @@ function onSocketClosed(code, reason = "") {
   }
   if (code === CLOSE_TOKEN_EXPIRED || code === CLOSE_INVALID_TOKEN) {
     hooks.onState("reconnecting");
+    // A connection that was up and outlived its token is nothing to back off
+    // from: it comes back at once with the new token. One refused before it
+    // was ready (a clock far off, a bad token) backs off like any failure, so
+    // it never loops against the server.
     refreshToken().then(
-      () => scheduleReconnect(),
+      () => (wasReady ? connect() : scheduleReconnect()),
       () => scheduleReconnect(),
     );
     return;
