@@ -93,6 +93,10 @@ pub struct Options {
     /// (`Harness::pg_proxy`): cutting it is a PostgreSQL restart as the
     /// services see it, while the test's own pools (`dbs`) still read.
     pub pg_proxy: bool,
+    /// Also start a second origin: one more backend instance and a web
+    /// process fronting only it (`Harness::second_origin`), as a second
+    /// region or device would reach Confab; started with the others.
+    pub second_origin: bool,
 }
 
 /// A browser the harness starts up front ([`Options::browsers`]).
@@ -143,6 +147,7 @@ impl Default for Options {
             smtp: false,
             redis_proxy: false,
             pg_proxy: false,
+            second_origin: false,
         }
     }
 }
@@ -169,6 +174,8 @@ pub struct Harness {
     pub redis_proxy: Option<FaultProxy>,
     /// The proxy the services reach PostgreSQL through (`Options::pg_proxy`).
     pub pg_proxy: Option<FaultProxy>,
+    /// The second origin's backend and web URLs (`Options::second_origin`).
+    pub second_origin: Option<(String, String)>,
     pub artifacts: PathBuf,
     pub http: reqwest::Client,
     procs: Vec<Proc>,
@@ -402,6 +409,7 @@ impl Harness {
             smtp,
             redis_proxy,
             pg_proxy,
+            second_origin: None,
             artifacts,
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(20))
@@ -432,6 +440,12 @@ impl Harness {
         harness.web_env = web_env.clone();
         let web = harness.spawn(bin, "web", &web_env).await;
         harness.web_url = web;
+        if options.second_origin {
+            let backend = harness.spawn(bin, "backend", &backend_env).await;
+            let web_env = harness.web_env_for(&backend);
+            let web = harness.spawn(bin, "web", &web_env).await;
+            harness.second_origin = Some((backend, web));
+        }
         for p in &harness.procs {
             p.wait_ready(&harness.http).await;
         }
@@ -551,21 +565,6 @@ impl Harness {
             Some(b) => b,
             None => Browser::start_as(&self.artifacts.join(name), user_agent).await,
         }
-    }
-
-    /// Start one more backend instance and a web process fronting only it —
-    /// a second origin, as a second region or device would reach — both at
-    /// once; returns their URLs (backend, web) once both are ready.
-    pub async fn add_origin(&mut self) -> (String, String) {
-        let backend_env = self.backend_env.clone();
-        let backend = self.spawn(self.confab_bin, "backend", &backend_env).await;
-        let web_env = self.web_env_for(&backend);
-        let web = self.spawn(self.confab_bin, "web", &web_env).await;
-        let [b, w] = &self.procs[self.procs.len() - 2..] else {
-            unreachable!("two just spawned")
-        };
-        tokio::join!(b.wait_ready(&self.http), w.wait_ready(&self.http));
-        (backend, web)
     }
 
     /// Web's environment with `backend_url` as its only backend.

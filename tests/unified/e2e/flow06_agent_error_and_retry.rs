@@ -17,7 +17,7 @@ use confab_testkit::{
     browser::{by_testid, log_in},
     eventually,
     llm::echo_reply,
-    Harness, Options, Reply,
+    Harness, Options, Reply, TestUser,
 };
 use fantoccini::{Client, Locator};
 use std::{sync::Arc, time::Duration};
@@ -121,10 +121,109 @@ struct Case {
     code: &'static str,
 }
 
+/// Each case in turn, in one thread: the failure shown in place of the
+/// reply, specifically, with the reference the server logged; then Retry
+/// brings a complete reply in place.
+async fn failures_then_retries(h: &Harness, user: &TestUser, c: &Client, cases: Vec<Case>) {
+    let llm = h.llm.as_ref().expect("stand-in");
+    for (i, case) in cases.into_iter().enumerate() {
+        let Case {
+            kind,
+            script,
+            friendly,
+            partial,
+            code,
+        } = case;
+        llm.script(script);
+        let question = format!("Question {} ({kind})", i + 1);
+        let before = count(c, "[data-testid=message-list] > li").await;
+        send(c, &question).await;
+        // The question and its reply are on the page: until then the
+        // last failed reply is the previous case's.
+        eventually(
+            10,
+            &format!("{kind}: the question and its reply listed"),
+            || async {
+                (count(c, "[data-testid=message-list] > li").await >= before + 2).then_some(())
+            },
+        )
+        .await;
+
+        // The failure is shown in place of the reply, specifically.
+        let shown = last_reply(c, "failed", "").await;
+        let error_css = format!("{LAST} [data-testid=message-error]");
+        let error = eventually(5, &format!("{kind}: the friendly error shown"), || async {
+            text(c, &error_css).await.filter(|t| !t.is_empty())
+        })
+        .await;
+        assert!(error.contains(friendly), "{kind}: {error:?}");
+        match partial {
+            Some(p) => {
+                assert!(shown.contains(p), "{kind}: partial text gone: {shown:?}");
+                assert_eq!(
+                    count(c, &format!("{LAST} [data-testid=reply-incomplete]")).await,
+                    1,
+                    "{kind}: the partial reply is not marked incomplete"
+                );
+            }
+            None => assert_eq!(
+                count(c, &format!("{LAST} [data-testid=reply-incomplete]")).await,
+                0
+            ),
+        }
+        // The reference on the page is the one in the server's log.
+        let reference = text(c, &format!("{LAST} [data-testid=error-reference]"))
+            .await
+            .expect("a reference");
+        let request_id = reference
+            .trim_start_matches("Reference ")
+            .trim()
+            .to_string();
+        let log = h.log("backend");
+        let line = log
+            .lines()
+            .find(|l| l.contains("reply failed") && l.contains(&request_id))
+            .unwrap_or_else(|| panic!("{kind}: no log line for {request_id}"));
+        assert!(
+            line.contains(&user.id) && line.contains(code),
+            "{kind}: {line}"
+        );
+
+        // Retry: a complete reply, in place, in the same thread.
+        click(c, &format!("{LAST} [data-testid=retry]")).await;
+        last_reply(c, "complete", &echo_reply(&question)).await;
+        assert_eq!(
+            count(c, "[data-testid=message][data-role=assistant]").await,
+            i + 1,
+            "{kind}: the failed attempt is still shown next to the good one"
+        );
+        assert_eq!(count(c, "[data-testid=message-error]").await, 0, "{kind}");
+        assert_eq!(
+            attempts(h, &question).await,
+            vec![
+                ("failed".to_string(), false, Some(code.to_string())),
+                ("complete".to_string(), true, None)
+            ],
+            "{kind}"
+        );
+        h.mark(kind);
+    }
+}
+
+/// Every message of the test went to one thread.
+async fn one_thread(h: &Harness) {
+    let threads: i64 = sqlx::query_scalar("SELECT count(*) FROM threads")
+        .fetch_one(&h.dbs.backend)
+        .await
+        .unwrap();
+    assert_eq!(threads, 1);
+}
+
+/// The provider fails with a 500, starts too late, cuts its stream: each
+/// shown specifically, each recovered with Retry, and the chat goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow06_agent_error_and_retry() {
     let h = Harness::start_with(BUILD, "flow06_agent_error_and_retry", options()).await;
-    let llm = h.llm.as_ref().expect("stand-in");
     let user = h.sign_up().await;
     let browser = h.browser().await;
     let (h, user) = (&h, &user);
@@ -158,6 +257,35 @@ async fn flow06_agent_error_and_retry() {
                     partial: Some("Half an answer"),
                     code: "agent_interrupted",
                 },
+            ];
+            failures_then_retries(h, user, &c, cases).await;
+
+            // The chat goes on in the same thread.
+            send(&c, "And one more thing").await;
+            last_reply(&c, "complete", &echo_reply("And one more thing")).await;
+            one_thread(h).await;
+
+            let png = c.screenshot().await.expect("screenshot");
+            std::fs::write(h.artifacts.join("recovered.png"), png).expect("save screenshot");
+        })
+        .await;
+}
+
+/// A stream Confab cannot read and a provider rate-limiting us: each shown
+/// specifically and recovered with Retry; a transient failure the automatic
+/// retry absorbs shows nothing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow06_unreadable_and_rate_limited_replies() {
+    let h = Harness::start_with(BUILD, "flow06_unreadable_and_rate_limited", options()).await;
+    let llm = h.llm.as_ref().expect("stand-in");
+    let user = h.sign_up().await;
+    let browser = h.browser().await;
+    let (h, user) = (&h, &user);
+    browser
+        .run(|c| async move {
+            log_in(&c, &h.web_url, user).await;
+            h.mark("log-in");
+            let cases = vec![
                 Case {
                     kind: "malformed",
                     script: vec![Reply::Malformed],
@@ -176,98 +304,7 @@ async fn flow06_agent_error_and_retry() {
                     code: "agent_rate_limited",
                 },
             ];
-            for (i, case) in cases.into_iter().enumerate() {
-                let Case {
-                    kind,
-                    script,
-                    friendly,
-                    partial,
-                    code,
-                } = case;
-                llm.script(script);
-                let question = format!("Question {} ({kind})", i + 1);
-                let before = count(&c, "[data-testid=message-list] > li").await;
-                send(&c, &question).await;
-                // The question and its reply are on the page: until then the
-                // last failed reply is the previous case's.
-                eventually(
-                    10,
-                    &format!("{kind}: the question and its reply listed"),
-                    || async {
-                        (count(&c, "[data-testid=message-list] > li").await >= before + 2)
-                            .then_some(())
-                    },
-                )
-                .await;
-
-                // The failure is shown in place of the reply, specifically.
-                let shown = last_reply(&c, "failed", "").await;
-                let error_css = format!("{LAST} [data-testid=message-error]");
-                let error = eventually(5, &format!("{kind}: the friendly error shown"), || async {
-                    text(&c, &error_css).await.filter(|t| !t.is_empty())
-                })
-                .await;
-                assert!(error.contains(friendly), "{kind}: {error:?}");
-                match partial {
-                    Some(p) => {
-                        assert!(shown.contains(p), "{kind}: partial text gone: {shown:?}");
-                        assert_eq!(
-                            count(&c, &format!("{LAST} [data-testid=reply-incomplete]")).await,
-                            1,
-                            "{kind}: the partial reply is not marked incomplete"
-                        );
-                    }
-                    None => assert_eq!(
-                        count(&c, &format!("{LAST} [data-testid=reply-incomplete]")).await,
-                        0
-                    ),
-                }
-                // The reference on the page is the one in the server's log.
-                let reference = text(&c, &format!("{LAST} [data-testid=error-reference]"))
-                    .await
-                    .expect("a reference");
-                let request_id = reference
-                    .trim_start_matches("Reference ")
-                    .trim()
-                    .to_string();
-                let log = h.log("backend");
-                let line = log
-                    .lines()
-                    .find(|l| l.contains("reply failed") && l.contains(&request_id))
-                    .unwrap_or_else(|| panic!("{kind}: no log line for {request_id}"));
-                assert!(
-                    line.contains(&user.id) && line.contains(code),
-                    "{kind}: {line}"
-                );
-
-                // Retry: a complete reply, in place, in the same thread.
-                click(&c, &format!("{LAST} [data-testid=retry]")).await;
-                last_reply(&c, "complete", &echo_reply(&question)).await;
-                assert_eq!(
-                    count(&c, "[data-testid=message][data-role=assistant]").await,
-                    i + 1,
-                    "{kind}: the failed attempt is still shown next to the good one"
-                );
-                assert_eq!(count(&c, "[data-testid=message-error]").await, 0, "{kind}");
-                assert_eq!(
-                    attempts(h, &question).await,
-                    vec![
-                        ("failed".to_string(), false, Some(code.to_string())),
-                        ("complete".to_string(), true, None)
-                    ],
-                    "{kind}"
-                );
-                h.mark(kind);
-            }
-
-            // The chat goes on in the same thread.
-            send(&c, "And one more thing").await;
-            last_reply(&c, "complete", &echo_reply("And one more thing")).await;
-            let threads: i64 = sqlx::query_scalar("SELECT count(*) FROM threads")
-                .fetch_one(&h.dbs.backend)
-                .await
-                .unwrap();
-            assert_eq!(threads, 1);
+            failures_then_retries(h, user, &c, cases).await;
 
             // A transient failure the automatic retry absorbs shows nothing.
             let before = llm.requests().len();
@@ -280,9 +317,7 @@ async fn flow06_agent_error_and_retry() {
                 attempts(h, "A hiccup").await,
                 vec![("complete".to_string(), true, None)]
             );
-
-            let png = c.screenshot().await.expect("screenshot");
-            std::fs::write(h.artifacts.join("recovered.png"), png).expect("save screenshot");
+            one_thread(h).await;
         })
         .await;
 }

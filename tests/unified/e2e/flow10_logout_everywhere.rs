@@ -105,7 +105,7 @@ async fn refresh_is_dead(h: &Harness, refresh: &str, reason: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow10_logout_everywhere() {
-    let mut h = Harness::start_with(
+    let h = Harness::start_with(
         BUILD,
         "flow10_logout_everywhere",
         Options {
@@ -113,13 +113,13 @@ async fn flow10_logout_everywhere() {
                 BrowserSpec::named("laptop", None),
                 BrowserSpec::named("phone", Some(PHONE_UA)),
             ],
+            second_origin: true,
             ..Default::default()
         },
     )
     .await;
-    let (backend_b, web_b) = h.add_origin().await;
+    let (backend_b, web_b) = h.second_origin.clone().expect("second origin");
     let (web_a, backend_a) = (h.web_url.clone(), h.backend_url.clone());
-    h.mark("second instance");
     let user = h.sign_up().await; // the API client's session
     let mut api_socket =
         Socket::connect(&(backend_b.replacen("http", "ws", 1) + "/v1/ws"), None).await;
