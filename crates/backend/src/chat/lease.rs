@@ -39,30 +39,42 @@ impl Chat {
         Ok(store::messages::renew_lease(&self.inner.db, id, self.inner.lease).await?)
     }
 
-    /// Fail every reply whose claim expired, keep what its live stream had
-    /// of it, and tell its user's clients (an `error` frame with the reply's
-    /// id and `retryable`). Returns how many were failed.
+    /// Fail every reply whose claim expired, keeping what its live stream
+    /// had of it (read first, written with the status in one statement),
+    /// and tell its user's clients (an `error` frame with the reply's id and
+    /// `retryable`). Returns how many this call failed.
     pub async fn fail_interrupted(&self) -> Result<usize, Error> {
-        let rows =
-            store::messages::fail_expired_leases(&self.inner.db, LEGACY_STREAMING_AFTER).await?;
-        for r in &rows {
-            tracing::warn!(message = %r.id, thread = %r.thread_id, "reply lease expired; marked interrupted");
-            metrics::counter!("chat_replies_interrupted_total").increment(1);
-            let mut partial = String::new();
-            match self.live_pieces(r.id).await {
-                Ok(mut pieces) if !pieces.is_empty() => {
+        let expired =
+            store::messages::expired_leases(&self.inner.db, LEGACY_STREAMING_AFTER).await?;
+        let mut failed = 0;
+        for r in &expired {
+            let partial = match self.live_pieces(r.id).await {
+                Ok(mut pieces) => {
                     pieces.sort_by_key(|(i, _)| *i);
                     pieces.dedup_by_key(|(i, _)| *i);
-                    partial = pieces.into_iter().map(|(_, t)| t).collect();
-                    store::messages::set_partial(&self.inner.db, r.id, &partial).await?;
+                    pieces.into_iter().map(|(_, t)| t).collect()
                 }
-                Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "could not read an interrupted reply's pieces")
+                    tracing::warn!(error = %e, "could not read an interrupted reply's pieces");
+                    String::new()
                 }
+            };
+            let taken = store::messages::fail_interrupted(
+                &self.inner.db,
+                r.id,
+                &partial,
+                LEGACY_STREAMING_AFTER,
+            )
+            .await?;
+            if !taken {
+                // Another instance took it, or its writer renewed meanwhile.
+                continue;
             }
+            failed += 1;
+            tracing::warn!(message = %r.id, thread = %r.thread_id, "reply lease expired; marked interrupted");
+            metrics::counter!("chat_replies_interrupted_total").increment(1);
             self.end_live(r.id);
-            let failed = ChatEvent::Failed {
+            let event = ChatEvent::Failed {
                 thread_id: r.thread_id,
                 message_id: Some(r.id),
                 code: store::messages::INTERRUPTED_CODE.into(),
@@ -71,9 +83,9 @@ impl Chat {
                 partial,
                 request_id: None,
             };
-            self.publish(r.user_id, &failed).await;
+            self.publish(r.user_id, &event).await;
         }
-        Ok(rows.len())
+        Ok(failed)
     }
 
     /// Look for expired claims twice per lease until `stop`.

@@ -301,7 +301,7 @@ pub async fn renew_lease<'e>(
     Ok(r.rows_affected() == 1)
 }
 
-/// A reply whose writer stopped renewing its lease, now marked failed.
+/// A reply whose writer stopped renewing its lease.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Interrupted {
     pub id: MessageId,
@@ -314,34 +314,47 @@ pub const INTERRUPTED_CODE: &str = "interrupted";
 pub const INTERRUPTED_MESSAGE: &str =
     "The server writing this reply stopped before it finished. Retry to generate it again.";
 
-/// Fail every `streaming` reply whose lease ran out (its instance died or
-/// lost the database), and those from before leases existed that have not
-/// moved for `legacy_after`. Each row is taken by one caller only: the
-/// `UPDATE` re-checks the status under the row lock.
-pub async fn fail_expired_leases(
+/// The `streaming` replies whose lease ran out (their instance died or lost
+/// the database), and those from before leases existed that have not moved
+/// for `legacy_after`: candidates for [`fail_interrupted`].
+pub async fn expired_leases(
     pool: &PgPool,
     legacy_after: std::time::Duration,
 ) -> Result<Vec<Interrupted>, sqlx::Error> {
     sqlx::query_as(
-        "UPDATE messages SET status = 'failed', error_code = $1, error_message = $2,
-                lease_until = NULL, updated_at = now()
+        "SELECT id, thread_id, user_id FROM messages
          WHERE status = 'streaming'
-           AND COALESCE(lease_until, updated_at + make_interval(secs => $3)) < now()
-         RETURNING id, thread_id, user_id",
+           AND COALESCE(lease_until, updated_at + make_interval(secs => $1)) < now()",
     )
-    .bind(INTERRUPTED_CODE)
-    .bind(INTERRUPTED_MESSAGE)
     .bind(legacy_after.as_secs_f64())
     .fetch_all(pool)
     .await
 }
 
-/// Keep what had been written of an interrupted reply (from its live stream).
-pub async fn set_partial(pool: &PgPool, id: MessageId, partial: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE messages SET content = $2 WHERE id = $1 AND status = 'failed'")
-        .bind(id)
-        .bind(partial)
-        .execute(pool)
-        .await?;
-    Ok(())
+/// Mark reply `id` failed as interrupted, keeping `partial` (what its live
+/// stream had of it; empty keeps the row's content) in the same statement,
+/// so nobody reads it failed without its text. Only if it is still
+/// streaming with its lease run out: the row lock makes one caller take it,
+/// and a writer that renewed meanwhile keeps it. True when this call took it.
+pub async fn fail_interrupted(
+    pool: &PgPool,
+    id: MessageId,
+    partial: &str,
+    legacy_after: std::time::Duration,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE messages SET status = 'failed', error_code = $2, error_message = $3,
+                content = COALESCE(NULLIF($4, ''), content),
+                lease_until = NULL, updated_at = now()
+         WHERE id = $1 AND status = 'streaming'
+           AND COALESCE(lease_until, updated_at + make_interval(secs => $5)) < now()",
+    )
+    .bind(id)
+    .bind(INTERRUPTED_CODE)
+    .bind(INTERRUPTED_MESSAGE)
+    .bind(partial)
+    .bind(legacy_after.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
 }
