@@ -159,7 +159,17 @@ async fn failures_then_retries(h: &Harness, user: &TestUser, c: &Client, cases: 
         assert!(error.contains(friendly), "{kind}: {error:?}");
         match partial {
             Some(p) => {
-                assert!(shown.contains(p), "{kind}: partial text gone: {shown:?}");
+                if !shown.contains(p) {
+                    // What the page holds, for the report.
+                    let list = c
+                        .execute(
+                            "return document.querySelector('[data-testid=message-list]').outerHTML",
+                            vec![],
+                        )
+                        .await
+                        .unwrap_or_default();
+                    panic!("{kind}: partial text gone: {shown:?}; the list: {list}");
+                }
                 assert_eq!(
                     count(c, &format!("{LAST} [data-testid=reply-incomplete]")).await,
                     1,
