@@ -2,18 +2,27 @@
 //! the thread's next sequence number, in one statement (one transaction
 //! with the thread when none is given, which creates it). Only then is it
 //! acknowledged, announced to the user's other clients, and answered.
+//!
+//! When no reply of the thread is being written in this process (the
+//! common case: the thread's lock is free, and is taken before the
+//! statement), the same statement also starts the reply's row and reads its
+//! context (`store::messages::send_question`), so the model is called right
+//! after the ack. Otherwise the question alone is stored and its reply
+//! waits for the thread's lock in `generate`, as retries do.
 
-use super::{Chat, ChatEvent};
+use super::{context::MAX_MESSAGES, Chat, ChatEvent};
 use crate::plans::limiter::Usage;
 use crate::{
     domain::{ClientMsgId, MessageText, ThreadTitle},
     error::Error,
     store::{
         self,
-        messages::{FirstCopy, NewQuestion},
+        messages::{FirstCopy, Message, NewQuestion, NewReply},
     },
 };
 use confab_core::ids::{MessageId, ThreadId, UserId};
+use sqlx::PgExecutor;
+use tokio::sync::OwnedMutexGuard;
 
 /// The outcome of `send`: what the acknowledgement says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +38,16 @@ pub struct Sent {
 }
 
 impl Sent {
+    fn new(stored: &Message, usage: Option<Usage>) -> Self {
+        Sent {
+            thread_id: stored.thread_id,
+            message_id: stored.id,
+            seq: stored.seq,
+            duplicate: false,
+            usage,
+        }
+    }
+
     fn duplicate_of(m: FirstCopy) -> Self {
         Sent {
             thread_id: m.thread_id,
@@ -41,8 +60,24 @@ impl Sent {
 }
 
 enum Stored {
-    New(store::messages::Message),
+    /// The question alone: its reply is started behind the thread's lock.
+    Question(Message),
+    /// The question with its reply's row started and its context read.
+    Started(Message, Box<Started>),
     Duplicate(Sent),
+}
+
+/// A reply whose row was started with its question, to be written.
+pub(super) struct Started {
+    /// The `streaming` row.
+    pub reply: Message,
+    pub request_id: uuid::Uuid,
+    /// The thread's messages up to the question, newest first.
+    pub context: Vec<Message>,
+    /// The thread's lock, taken before the row was inserted.
+    pub guard: OwnedMutexGuard<()>,
+    /// When the reply was started (for its duration).
+    pub started: std::time::Instant,
 }
 
 impl Chat {
@@ -68,20 +103,22 @@ impl Chat {
             .store_question(user, client_msg_id, thread_id, text)
             .await
         {
-            Ok(Stored::New(stored)) => {
-                let sent = Sent {
-                    thread_id: stored.thread_id,
-                    message_id: stored.id,
-                    seq: stored.seq,
-                    duplicate: false,
-                    usage,
-                };
+            Ok(Stored::Question(stored)) => {
+                let sent = Sent::new(&stored, usage);
                 // Published, so it reaches the sender's socket only after the ack
                 // (which the gateway writes before it reads the hub again) and the
                 // user's other sockets right away; the reply's pieces follow it.
                 self.publish(user, &ChatEvent::Stored { message: stored })
                     .await;
                 self.start_reply(user, sent.thread_id, sent.message_id, slot);
+                Ok(sent)
+            }
+            Ok(Stored::Started(stored, started)) => {
+                let sent = Sent::new(&stored, usage);
+                // As above; the reply's row is announced after it.
+                self.publish(user, &ChatEvent::Stored { message: stored })
+                    .await;
+                self.write_started_reply(user, *started, slot);
                 Ok(sent)
             }
             Ok(Stored::Duplicate(sent)) => {
@@ -96,8 +133,9 @@ impl Chat {
     }
 
     /// One statement for a message to an existing thread (the common case:
-    /// the sequence number and the row together); a new thread's first
-    /// message is one transaction with the thread.
+    /// the sequence number and the row together, and the reply's row with
+    /// them when the thread's lock is free); a new thread's first message is
+    /// one transaction with the thread.
     async fn store_question(
         &self,
         user: UserId,
@@ -114,7 +152,7 @@ impl Chat {
             client_msg_id,
         };
         let inserted = match thread_id {
-            Some(id) => store::messages::insert_question(db, question(id)).await,
+            Some(id) => self.insert(db, question(id)).await,
             None => {
                 let mut tx = db.begin().await?;
                 let ws = store::profiles::default_workspace(&mut *tx, user)
@@ -127,8 +165,7 @@ impl Chat {
                     &ThreadTitle::from_first_message(text),
                 )
                 .await?;
-                let inserted =
-                    store::messages::insert_question(&mut *tx, question(thread.id)).await;
+                let inserted = self.insert(&mut *tx, question(thread.id)).await;
                 // Otherwise dropping the transaction rolls the thread back.
                 if let Ok(Some(_)) = inserted {
                     tx.commit().await?;
@@ -154,6 +191,43 @@ impl Chat {
             Err(e) => return Err(e.into()),
         };
         metrics::counter!("chat_messages_total", "role" => "user").increment(1);
-        Ok(Stored::New(stored))
+        Ok(stored)
+    }
+
+    /// Insert question `q`, and start its reply's row and read its context
+    /// in the same statement when the thread's lock is free (taking it).
+    async fn insert<'e>(
+        &self,
+        db: impl PgExecutor<'e>,
+        q: NewQuestion<'_>,
+    ) -> Result<Option<Stored>, sqlx::Error> {
+        let Ok(guard) = self.thread_lock(q.thread_id).try_lock_owned() else {
+            let stored = store::messages::insert_question(db, q).await?;
+            return Ok(stored.map(Stored::Question));
+        };
+        let started = confab_core::clock::instant();
+        let info = self.inner.provider.info();
+        let request_id = uuid::Uuid::new_v4();
+        let reply = NewReply {
+            id: MessageId::new(),
+            thread_id: q.thread_id,
+            user_id: q.user_id,
+            question: q.id,
+            model: &info.model,
+            provider: info.kind,
+            request_id,
+        };
+        let stored =
+            store::messages::send_question(db, q, reply, self.inner.lease, MAX_MESSAGES).await?;
+        Ok(stored.map(|s| {
+            let started = Started {
+                reply: s.reply,
+                request_id,
+                context: s.context,
+                guard,
+                started,
+            };
+            Stored::Started(s.question, Box::new(started))
+        }))
     }
 }
