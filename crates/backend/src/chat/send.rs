@@ -10,7 +10,7 @@
 //! after the ack. Otherwise the question alone is stored and its reply
 //! waits for the thread's lock in `generate`, as retries do.
 
-use super::{context::MAX_MESSAGES, Chat, ChatEvent};
+use super::{admit::Admission, context::MAX_MESSAGES, Chat, ChatEvent};
 use crate::plans::limiter::Usage;
 use crate::{
     domain::{ClientMsgId, MessageText, ThreadTitle},
@@ -20,7 +20,10 @@ use crate::{
         messages::{FirstCopy, Message, NewQuestion, NewReply},
     },
 };
-use confab_core::ids::{MessageId, ThreadId, UserId};
+use confab_core::{
+    ids::{MessageId, ThreadId, UserId},
+    sync::MutexExt,
+};
 use sqlx::PgExecutor;
 use tokio::sync::OwnedMutexGuard;
 
@@ -59,6 +62,17 @@ impl Sent {
     }
 }
 
+/// The users whose plan is remembered (see [`Chat::check`]), at most.
+const PLAN_HINTS: usize = 100_000;
+
+/// What [`Chat::check`] found.
+enum Checked {
+    /// A resend: its first copy.
+    Resend(FirstCopy),
+    /// A new message, admitted.
+    New(Admission),
+}
+
 enum Stored {
     /// The question alone: its reply is started behind the thread's lock.
     Question(Message),
@@ -92,13 +106,11 @@ impl Chat {
         thread_id: Option<ThreadId>,
         text: &MessageText,
     ) -> Result<Sent, Error> {
-        // One query: a resend is found before the plan counts it.
-        let (first_copy, stored_plan) =
-            store::messages::first_copy_and_plan(&self.inner.db, user, client_msg_id).await?;
-        if let Some(m) = first_copy {
-            return Ok(Sent::duplicate_of(m));
-        }
-        let (slot, usage) = self.admit(user, stored_plan).await?;
+        let admission = match self.check(user, client_msg_id).await? {
+            Checked::Resend(m) => return Ok(Sent::duplicate_of(m)),
+            Checked::New(admission) => admission,
+        };
+        let usage = admission.usage.clone();
         match self
             .store_question(user, client_msg_id, thread_id, text)
             .await
@@ -110,7 +122,7 @@ impl Chat {
                 // user's other sockets right away; the reply's pieces follow it.
                 self.publish(user, &ChatEvent::Stored { message: stored })
                     .await;
-                self.start_reply(user, sent.thread_id, sent.message_id, slot);
+                self.start_reply(user, sent.thread_id, sent.message_id, admission.slot);
                 Ok(sent)
             }
             Ok(Stored::Started(stored, started)) => {
@@ -118,18 +130,112 @@ impl Chat {
                 // As above; the reply's row is announced after it.
                 self.publish(user, &ChatEvent::Stored { message: stored })
                     .await;
-                self.write_started_reply(user, *started, slot);
+                self.write_started_reply(user, *started, admission.slot);
                 Ok(sent)
             }
             Ok(Stored::Duplicate(sent)) => {
-                self.give_back(slot).await;
+                self.give_back(admission).await;
                 Ok(sent)
             }
             Err(e) => {
-                self.give_back(slot).await;
+                self.give_back(admission).await;
                 Err(e)
             }
         }
+    }
+
+    /// Is this a resend (the first copy), or a new message (admitted)? A
+    /// resend is found before the plan counts it; that takes one query (the
+    /// first copy and the user's stored plan), and the admission needs the
+    /// plan. So the admission does not wait for the query: it is made at the
+    /// same time on the plan the user's previous message here had, and
+    /// given back whole when the query finds a resend, or a plan other than
+    /// the one guessed (then the message is admitted again, on the plan
+    /// read). What decides is therefore always the plan read now, as when
+    /// the two ran one after the other. (While a resend's admission is out,
+    /// for the length of the query, it counts: a new message of the same
+    /// user admitted in that instant sees one unit fewer.) A resend is
+    /// answered as soon as the query is, whether or not Redis has. A user's
+    /// first message here has nothing to guess from and waits for the query.
+    async fn check(&self, user: UserId, client_msg_id: &ClientMsgId) -> Result<Checked, Error> {
+        let db = &self.inner.db;
+        let hint = self.inner.plan_hints.locked().get(&user).cloned();
+        let Some(guess) = hint else {
+            let (first_copy, stored_plan) =
+                store::messages::first_copy_and_plan(db, user, client_msg_id).await?;
+            if let Some(m) = first_copy {
+                return Ok(Checked::Resend(m));
+            }
+            self.hint_plan(user, &stored_plan);
+            return Ok(Checked::New(
+                self.admit(user, stored_plan.as_deref()).await?,
+            ));
+        };
+        let mut admitting = {
+            let (this, guess) = (self.clone(), guess.clone());
+            Box::pin(async move { this.admit(user, guess.as_deref()).await })
+        };
+        let read = store::messages::first_copy_and_plan(db, user, client_msg_id);
+        tokio::pin!(read);
+        let mut admitted = None;
+        let read = loop {
+            tokio::select! {
+                read = &mut read => break read,
+                a = &mut admitting, if admitted.is_none() => admitted = Some(a),
+            }
+        };
+        let resend = match read {
+            Ok((Some(m), _)) => Ok(m),
+            Err(e) => Err(Error::from(e)),
+            Ok((None, stored_plan)) => {
+                let admitted = match admitted {
+                    Some(a) => a,
+                    None => admitting.await,
+                };
+                if stored_plan == guess {
+                    return admitted.map(Checked::New);
+                }
+                self.hint_plan(user, &stored_plan);
+                return match admitted {
+                    // Redis did not answer: no plan was checked, nor would be now.
+                    Ok(a) if a.unchecked() => Ok(Checked::New(a)),
+                    Ok(a) => {
+                        self.give_back(a).await;
+                        Ok(Checked::New(
+                            self.admit(user, stored_plan.as_deref()).await?,
+                        ))
+                    }
+                    // Refused on a plan that is not the user's: nothing was counted.
+                    Err(_) => Ok(Checked::New(
+                        self.admit(user, stored_plan.as_deref()).await?,
+                    )),
+                };
+            }
+        };
+        // Not a new message: what was taken for it goes back.
+        match admitted {
+            Some(Ok(a)) => self.give_back(a).await,
+            Some(Err(_)) => {}
+            None => {
+                let this = self.clone();
+                self.inner.tasks.spawn(async move {
+                    if let Ok(a) = admitting.await {
+                        this.give_back(a).await;
+                    }
+                });
+            }
+        }
+        resend.map(Checked::Resend)
+    }
+
+    /// Remember `plan` as `user`'s, to admit their next message on.
+    fn hint_plan(&self, user: UserId, plan: &Option<String>) {
+        let mut hints = self.inner.plan_hints.locked();
+        if hints.len() >= PLAN_HINTS && !hints.contains_key(&user) {
+            // Only guesses: forgetting them costs the next messages a wait.
+            hints.clear();
+        }
+        hints.insert(user, plan.clone());
     }
 
     /// One statement for a message to an existing thread (the common case:
