@@ -442,3 +442,51 @@ async fn a_dropped_socket_resumes_without_losing_the_reply() {
     assert_eq!(done["message"]["status"], "complete");
     assert_eq!(done["message"]["content"], text.as_str());
 }
+
+/// A question sent while a reply of its thread is still being written waits
+/// for it: its reply starts after the first one ended, with the next seq,
+/// and its context holds the first reply whole. (A question to a thread
+/// with no reply running starts its reply's row in the same statement.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_behind_a_running_reply_waits_for_it() {
+    let h = Harness::start(BUILD, "api_chat_behind_a_running_reply").await;
+    let llm = h.llm.as_ref().unwrap();
+    let user = h.sign_up().await;
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    llm.script([Reply::Gated {
+        before: vec!["The first ".into()],
+        gate: gate.clone(),
+        after: vec!["answer.".into()],
+    }]);
+    let mut ws = h.socket(&user).await;
+    let ack = ws.send_message("w-1", None, "first").await;
+    assert_eq!(ack["seq"], 1);
+    let thread = ack["thread_id"].as_str().unwrap().to_string();
+    let first = ws.recv_type("delta").await;
+    assert_eq!(first["seq"], 2);
+
+    let ack2 = ws.send_message("w-2", Some(&thread), "second").await;
+    assert_eq!(ack2["seq"], 3);
+    // Not asked yet: the thread's first reply is still being written.
+    confab_core::clock::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(llm.requests().len(), 1);
+    gate.notify_one();
+    let done = ws.recv_type("done").await;
+    assert_eq!(done["seq"], 2);
+    let reply2 = ws.collect_reply().await;
+    assert_eq!(reply2.done["seq"], 4);
+    assert_eq!(reply2.text, echo_reply("second"));
+    let requests = llm.requests();
+    assert_eq!(requests.len(), 2);
+    let contents: Vec<String> = requests[1]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        &contents[1..],
+        ["first", "The first answer.", "second"],
+        "{contents:?}"
+    );
+}

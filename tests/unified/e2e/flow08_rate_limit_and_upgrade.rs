@@ -2,8 +2,8 @@
 //! upgrade prompt (the refused message kept in the composer), the upgrade
 //! goes through the payment provider's checkout and webhook (localstripe
 //! and the testkit's checkout page), and the limits lift live, without a
-//! reload. Then the limits across instances, the webhook's refusals, and a
-//! burst of 100 messages.
+//! reload. Then the limits across instances, the webhook's refusals, a
+//! burst of 100 messages, and resends, which are not counted.
 
 use crate::BUILD;
 use confab_testkit::{
@@ -617,4 +617,72 @@ async fn flow08_hundred_at_once() {
         (usage["running"] == 0).then_some(())
     })
     .await;
+}
+
+/// A resend is not counted against the plan, although its admission is
+/// made while the resend check runs (on the plan of the user's previous
+/// message) and only given back when the check finds the first copy: with
+/// a quota and a rate of 3, three resends leave the next two messages
+/// admitted, and the one after that is refused by the quota.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow08_resends_are_not_counted() {
+    let h = Harness::start_with(
+        BUILD,
+        "flow08_resends_are_not_counted",
+        Options {
+            env: env(&[
+                ("CONFAB_PLAN_FREE_DAILY_MESSAGES", "3"),
+                ("CONFAB_PLAN_FREE_RATE_PER_MINUTE", "3"),
+            ]),
+            ..Options::default()
+        },
+    )
+    .await;
+    let user = h.sign_up().await;
+    let mut ws = h.socket(&user).await;
+    let first = ws.send_message("r-1", None, "first").await;
+    assert_eq!(first["duplicate"], false);
+    let thread = first["thread_id"].as_str().unwrap().to_string();
+    for _ in 0..3 {
+        let again = ws.send_message("r-1", None, "first").await;
+        assert_eq!(again["duplicate"], true, "{again}");
+        assert_eq!(again["message_id"], first["message_id"]);
+    }
+    // Given back (when Redis answered after the resend check, in a moment).
+    let usage = || async {
+        h.http
+            .get(format!("{}/v1/usage", h.backend_url))
+            .bearer_auth(&user.access_token)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    eventually(2, "one message counted, none of the resends", || async {
+        let u = usage().await;
+        (u["usage"]["used"] == 1 && u["usage"]["rate_remaining"] == 2).then_some(())
+    })
+    .await;
+    for id in ["r-2", "r-3"] {
+        let ack = ws.send_message(id, Some(&thread), id).await;
+        assert_eq!(ack["duplicate"], false, "{ack}");
+    }
+    ws.send(json!({"type": "send", "client_msg_id": "r-4", "thread_id": thread, "text": "one too many"}))
+        .await;
+    let refused = loop {
+        let f = ws.recv().await;
+        if f["type"] == "error" && f["client_msg_id"] == "r-4" {
+            break f;
+        }
+        assert_ne!(f["type"], "ack", "a fourth message was admitted: {f}");
+    };
+    assert_eq!(refused["code"], "quota_exceeded", "{refused}");
+    assert_eq!(refused["limit"], "quota", "{refused}");
+    assert_eq!(user_messages(&h, &user.id).await, 3);
+    // Where the user stands says the same: three used, none by a resend.
+    let usage = usage().await;
+    assert_eq!(usage["usage"]["used"], 3, "{usage}");
+    assert_eq!(usage["usage"]["rate_remaining"], 0, "{usage}");
 }

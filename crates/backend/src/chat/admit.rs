@@ -1,7 +1,10 @@
 //! Each message (and each Retry or Regenerate: every reply costs the same)
 //! is admitted against the user's plan before anything is stored; see
 //! `plans::limiter`. The plan is read from the database every time, so a
-//! plan change applies to the next message on every instance.
+//! plan change applies to the next message on every instance. (A send does
+//! not wait for that read: it is admitted on the plan its user's previous
+//! message had here while the plan is read, and admitted again, the first
+//! admission given back, when the plan read is another; see `send`.)
 //!
 //! The counts live in Redis, which is not on a message's critical path: when
 //! Redis does not answer within [`ADMIT_TIMEOUT`] the message is admitted
@@ -14,7 +17,7 @@ use crate::{
     error::{Error, QuotaExceeded},
     plans::{
         self,
-        limiter::{Decision, LimitKind, Slot, Usage},
+        limiter::{Decision, LimitKind, Slot, Taken, Usage},
     },
 };
 use confab_core::ids::UserId;
@@ -23,21 +26,39 @@ use std::time::Duration;
 /// How long a message waits for the plan's counts before it goes unchecked.
 pub const ADMIT_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// An admitted generation.
+pub(super) struct Admission {
+    /// The plan's generation slot it holds (when the plan caps concurrent
+    /// replies), given back when the reply ends.
+    pub slot: Option<Slot>,
+    /// The usage after it (`None`: Redis did not answer, admitted unchecked).
+    pub usage: Option<Usage>,
+    /// What it counted, to give back whole if the message is not stored
+    /// (`None`: unchecked, nothing counted).
+    taken: Option<Taken>,
+}
+
+impl Admission {
+    /// Admitted unchecked (Redis did not answer): nothing was counted, and
+    /// no plan would have been checked either.
+    pub fn unchecked(&self) -> bool {
+        self.taken.is_none()
+    }
+}
+
 impl Chat {
     /// Admit one generation for `user`, whose stored plan is `stored_plan`
     /// (read by the caller in the query it needs anyway: a send's
     /// `store::messages::first_copy_and_plan`, a retry's
-    /// `store::profiles::plan_of`): the slot it holds (when the plan caps concurrent replies)
-    /// and the usage after it (`None`: Redis did not answer, admitted
-    /// unchecked), or [`Error::QuotaExceeded`].
+    /// `store::profiles::plan_of`), or [`Error::QuotaExceeded`].
     pub(super) async fn admit(
         &self,
         user: UserId,
-        stored_plan: Option<String>,
-    ) -> Result<(Option<Slot>, Option<Usage>), Error> {
+        stored_plan: Option<&str>,
+    ) -> Result<Admission, Error> {
         let limiter = &self.inner.limiter;
         let plans = limiter.plans();
-        let plan = match stored_plan.as_deref() {
+        let plan = match stored_plan {
             Some(id) => plans.get(id),
             None => plans.default_plan(),
         };
@@ -49,16 +70,20 @@ impl Chat {
             Ok(Err(e)) => {
                 tracing::warn!(%user, error = %e, "plan counts unavailable; message admitted unchecked");
                 metrics::counter!("plan_admissions_total", "outcome" => "unchecked").increment(1);
-                return Ok((None, None));
+                return Ok(unchecked());
             }
             Err(_) => {
                 tracing::warn!(%user, "plan counts did not answer in time; message admitted unchecked");
                 metrics::counter!("plan_admissions_total", "outcome" => "unchecked").increment(1);
-                return Ok((None, None));
+                return Ok(unchecked());
             }
         };
         match decision {
-            Decision::Admitted { usage, slot } => Ok((slot, Some(usage))),
+            Decision::Admitted { usage, slot, taken } => Ok(Admission {
+                slot,
+                usage: Some(usage),
+                taken: Some(taken),
+            }),
             Decision::Refused(refusal) => {
                 let limit = match refusal.kind {
                     LimitKind::Quota => plan.daily_messages,
@@ -76,10 +101,20 @@ impl Chat {
         }
     }
 
-    /// Give back a slot taken for a message that was not stored after all.
-    pub(super) async fn give_back(&self, slot: Option<Slot>) {
-        if let Some(slot) = slot {
-            self.inner.limiter.release(slot).await;
+    /// Give back an admission whole (its count and its slot) for a message
+    /// that was not stored after all: a resend, or a failure to store it.
+    pub(super) async fn give_back(&self, admission: Admission) {
+        if let Some(taken) = admission.taken {
+            let now_ms = self.inner.clock.now().timestamp_millis();
+            self.inner.limiter.refund(taken, now_ms).await;
         }
+    }
+}
+
+fn unchecked() -> Admission {
+    Admission {
+        slot: None,
+        usage: None,
+        taken: None,
     }
 }

@@ -15,7 +15,7 @@ use confab_core::ids::{MessageId, ThreadId};
 const SYSTEM_PROMPT: &str = "You are Confab, a helpful assistant. Answer clearly and concisely. \
 Use Markdown for structure when it helps.";
 /// The most earlier messages ever considered.
-const MAX_MESSAGES: i64 = 200;
+pub(super) const MAX_MESSAGES: i64 = 200;
 
 impl Chat {
     /// The context of a reply to `question`: the conversation up to it.
@@ -26,7 +26,14 @@ impl Chat {
     ) -> Result<Vec<ChatMessage>, Error> {
         let newest_first =
             store::messages::context(&self.inner.db, thread, question, MAX_MESSAGES).await?;
-        Ok(within_budget(newest_first, self.inner.context_chars))
+        Ok(self.context_from(newest_first))
+    }
+
+    /// The context of a reply from the thread's messages up to its question,
+    /// newest first (at most [`MAX_MESSAGES`], as `store::messages::context`
+    /// reads them).
+    pub(super) fn context_from(&self, newest_first: Vec<Message>) -> Vec<ChatMessage> {
+        within_budget(newest_first, self.inner.context_chars)
     }
 }
 

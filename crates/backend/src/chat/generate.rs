@@ -2,7 +2,9 @@
 //! [`Chat`]), not by the socket that asked for it: a dropped connection
 //! neither stops nor loses it. The reply row is inserted `streaming` with
 //! the thread's next sequence number when generation starts (so a client
-//! resuming mid-reply finds it), as the question's current attempt; each
+//! resuming mid-reply finds it), as the question's current attempt (for a
+//! new question to a thread with no reply being written, in the statement
+//! that stores the question: see `send`); each
 //! piece goes to the live stream and the user's channel, and the row is
 //! completed, failed or stopped in place at the end. Every outcome, our own
 //! failures included, ends the row: a reply left `streaming` would spin in
@@ -68,7 +70,7 @@ impl Chat {
         });
     }
 
-    fn thread_lock(&self, thread: ThreadId) -> Arc<tokio::sync::Mutex<()>> {
+    pub(super) fn thread_lock(&self, thread: ThreadId) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.inner.thread_locks.locked();
         locks.retain(|_, l| Arc::strong_count(l) > 1);
         locks.entry(thread).or_default().clone()
@@ -121,9 +123,73 @@ impl Chat {
                 return Err(e);
             }
         };
-        let id = reply.id;
+        let stop = self.stoppable(reply.id);
+        self.run_reply(user, thread, reply, context, started, stop)
+            .await
+    }
+
+    /// Write a reply whose row `send` started together with its question
+    /// (`store::messages::send_question`), in a task owned by the thread,
+    /// holding the thread's lock (`guard`, taken before the row was) so that
+    /// no other reply of the thread is written meanwhile. `slot` as for
+    /// [`Chat::start_reply`].
+    pub(super) fn write_started_reply(
+        &self,
+        user: UserId,
+        started: super::send::Started,
+        slot: Option<Slot>,
+    ) {
+        let this = self.clone();
+        self.inner.tasks.spawn(async move {
+            let super::send::Started {
+                reply,
+                request_id,
+                context,
+                guard,
+                started,
+            } = started;
+            let _guard = guard;
+            let thread = reply.thread_id;
+            let written = Reply {
+                id: reply.id,
+                seq: reply.seq,
+                request_id,
+            };
+            // Stoppable before any client hears of it.
+            let stop = this.stoppable(reply.id);
+            this.publish(user, &ChatEvent::Stored { message: reply })
+                .await;
+            let context = Ok(this.context_from(context));
+            if let Err(e) = this
+                .run_reply(user, thread, written, context, started, stop)
+                .await
+            {
+                tracing::error!(error = %e, %thread, "reply generation failed");
+            }
+            if let Some(slot) = slot {
+                this.inner.limiter.release(slot).await;
+            }
+        });
+    }
+
+    /// The Stop switch of reply `id`, which this process now writes.
+    fn stoppable(&self, id: MessageId) -> CancellationToken {
         let stop = CancellationToken::new();
         self.inner.running.locked().insert(id, stop.clone());
+        stop
+    }
+
+    /// Write reply `reply`, whose row is started, to its end.
+    async fn run_reply(
+        &self,
+        user: UserId,
+        thread: ThreadId,
+        reply: Reply,
+        context: Result<Vec<ChatMessage>, Error>,
+        started: std::time::Instant,
+        stop: CancellationToken,
+    ) -> Result<(), Error> {
+        let id = reply.id;
         let span = tracing::info_span!(
             "reply",
             request_id = %reply.request_id,

@@ -45,7 +45,7 @@ pub use send::Sent;
 use crate::{agent::Provider, plans::limiter::Limiter};
 use confab_core::{
     clock::Clock,
-    ids::{MessageId, ThreadId},
+    ids::{MessageId, ThreadId, UserId},
     keys::Keys,
 };
 use sqlx::PgPool;
@@ -104,6 +104,10 @@ struct Inner {
     lease: Duration,
     /// Admits each message against the user's plan.
     limiter: Limiter,
+    /// The plan each user's latest message here was admitted on: the next
+    /// one is admitted on it while the plan is read (see `send`). Only a
+    /// guess, checked against the database every time.
+    plan_hints: Mutex<HashMap<UserId, Option<String>>>,
     clock: Clock,
 }
 
@@ -146,6 +150,7 @@ impl Chat {
                 max_reply_chars,
                 lease,
                 limiter,
+                plan_hints: Mutex::new(HashMap::new()),
                 clock,
             }),
         }

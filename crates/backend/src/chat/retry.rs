@@ -37,8 +37,8 @@ impl Chat {
             return Err(Error::ReplyInProgress);
         }
         let stored_plan = store::profiles::plan_of(&self.inner.db, user).await?;
-        let (slot, _) = self.admit(user, stored_plan).await?;
-        self.start_reply(user, m.thread_id, question, slot);
+        let admission = self.admit(user, stored_plan.as_deref()).await?;
+        self.start_reply(user, m.thread_id, question, admission.slot);
         Ok(())
     }
 

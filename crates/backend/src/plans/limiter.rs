@@ -62,6 +62,28 @@ end
 return {1, 0, 0, used, rate_left}
 "#;
 
+/// Gives one admission back whole: its quota entry, its rate interval, its
+/// slot. The quota entry and the slot are removed by their member; the
+/// rate's TAT moves back by the interval the admission added (deleted when
+/// that leaves it in the past, which the GCRA reads the same as now).
+const REFUND_LUA: &str = r#"
+local now, interval, member = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+if interval > 0 then
+  local tat = tonumber(redis.call('GET', KEYS[1]))
+  if tat then
+    local back = tat - interval
+    if back <= now then
+      redis.call('DEL', KEYS[1])
+    else
+      redis.call('SET', KEYS[1], back, 'PX', back - now)
+    end
+  end
+end
+redis.call('ZREM', KEYS[2], member)
+redis.call('ZREM', KEYS[3], member)
+return 1
+"#;
+
 /// Which limit refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -111,8 +133,23 @@ pub struct Slot {
     member: String,
 }
 
+/// What one admission counted, so that it can be given back whole
+/// ([`Limiter::refund`]): for a message found afterwards to be a resend, or
+/// admitted on a plan that turned out not to be the user's.
+#[derive(Debug)]
+pub struct Taken {
+    user: UserId,
+    member: String,
+    /// The rate interval it added to the TAT (0: no rate limit).
+    interval_ms: u64,
+}
+
 pub enum Decision {
-    Admitted { usage: Usage, slot: Option<Slot> },
+    Admitted {
+        usage: Usage,
+        slot: Option<Slot>,
+        taken: Taken,
+    },
     Refused(Refusal),
 }
 
@@ -123,6 +160,7 @@ pub struct Limiter {
     keys: Keys,
     plans: Arc<Plans>,
     script: Arc<redis::Script>,
+    refund: Arc<redis::Script>,
 }
 
 impl Limiter {
@@ -132,6 +170,7 @@ impl Limiter {
             keys,
             plans,
             script: Arc::new(redis::Script::new(&format!("{GCRA_LUA}{ADMIT_LUA}"))),
+            refund: Arc::new(redis::Script::new(REFUND_LUA)),
         }
     }
 
@@ -185,11 +224,16 @@ impl Limiter {
         };
         if ok == 1 {
             metrics::counter!("plan_admissions_total", "outcome" => "admitted").increment(1);
+            let taken = Taken {
+                user,
+                member: member.clone(),
+                interval_ms: interval,
+            };
             let slot = plan.concurrent_generations.map(|_| Slot {
                 key: running_key,
                 member,
             });
-            return Ok(Decision::Admitted { usage, slot });
+            return Ok(Decision::Admitted { usage, slot, taken });
         }
         let kind = match kind {
             1 => LimitKind::Quota,
@@ -220,6 +264,29 @@ impl Limiter {
             .await;
         if let Err(e) = r {
             tracing::warn!(error = %e, "could not release a generation slot; it lapses on its own");
+        }
+    }
+
+    /// Give an admission back whole, as if it had not been made (its slot
+    /// too, if it holds one). Best effort: a lost refund leaves the message
+    /// counted, and its slot lapses on its own.
+    pub async fn refund(&self, taken: Taken, now_ms: i64) {
+        let mut conn = self.redis.clone();
+        let r: Result<i64, _> = self
+            .refund
+            .key(self.keys.plan_limit(taken.user, "rate"))
+            .key(self.keys.plan_limit(taken.user, "quota"))
+            .key(self.keys.plan_limit(taken.user, "running"))
+            .arg(now_ms)
+            .arg(taken.interval_ms)
+            .arg(&taken.member)
+            .invoke_async(&mut conn)
+            .await;
+        match r {
+            Ok(_) => metrics::counter!("plan_refunds_total").increment(1),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not give an admission back; it stays counted")
+            }
         }
     }
 

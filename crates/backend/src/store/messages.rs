@@ -159,6 +159,68 @@ pub async fn start_reply<'e>(
     .await
 }
 
+/// A new question, its reply's row and the reply's context, as
+/// [`send_question`] stored and read them.
+#[derive(Debug)]
+pub struct QuestionAndReply {
+    pub question: Message,
+    /// The `streaming` reply row, holding its lease.
+    pub reply: Message,
+    /// As [`context`] reads it: newest first, the question first.
+    pub context: Vec<Message>,
+}
+
+/// Store a user message with its thread's next sequence number, insert its
+/// reply's `streaming` row with the number after it and a lease of `lease`,
+/// and read the reply's context (at most `context_limit` messages): one
+/// round trip, one statement (`send_question`, migration 0018), so the
+/// question and its reply are committed together or not at all. `None` when
+/// the thread is not the user's (or was deleted). A resend is refused by
+/// the unique index `messages_client_msg_id`, as by [`insert_question`].
+pub async fn send_question<'e>(
+    db: impl PgExecutor<'e>,
+    q: NewQuestion<'_>,
+    r: NewReply<'_>,
+    lease: std::time::Duration,
+    context_limit: i64,
+) -> Result<Option<QuestionAndReply>, sqlx::Error> {
+    let mut rows: Vec<Message> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS}
+         FROM send_question($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) WITH ORDINALITY AS r
+         ORDER BY r.ordinality"
+    ))
+    .bind(q.id)
+    .bind(q.thread_id)
+    .bind(q.user_id)
+    .bind(q.content)
+    .bind(q.client_msg_id)
+    .bind(r.id)
+    .bind(r.model)
+    .bind(r.provider)
+    .bind(r.request_id)
+    .bind(lease.as_secs_f64())
+    .bind(context_limit)
+    .fetch_all(db)
+    .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let context = rows.split_off(2.min(rows.len()));
+    let mut rows = rows.into_iter();
+    match (rows.next(), rows.next()) {
+        (Some(question), Some(reply)) if question.id == q.id && reply.id == r.id => {
+            Ok(Some(QuestionAndReply {
+                question,
+                reply,
+                context,
+            }))
+        }
+        _ => Err(sqlx::Error::Protocol(
+            "send_question returned rows out of order".into(),
+        )),
+    }
+}
+
 /// Messages of a thread after `after_seq`, oldest first.
 pub async fn list_after(
     pool: &PgPool,
