@@ -399,17 +399,22 @@ async fn idle(build: Build, sockets: u64, per_process: u64) {
     .await;
     confab_core::clock::sleep(Duration::from_secs(2)).await;
     let after = proc_kb(pid, "VmRSS");
+    // And once it has been idle a while (the allocator returns memory as
+    // its threads go idle, not at once).
+    confab_core::clock::sleep(Duration::from_secs(8)).await;
+    let settled = proc_kb(pid, "VmRSS");
     let _ = std::fs::remove_file(&file);
     println!(
         "idle sockets={sockets} held by the backend (opened and authenticated in {:.1}s): \
          backend RSS before={:.1} MB, with them={:.1} MB (peak {:.1} MB) → {:.1} KB per socket; \
-         2 s after all closed={:.1} MB",
+         2 s after all closed={:.1} MB, 10 s after={:.1} MB",
         opened.as_secs_f64(),
         before as f64 / 1024.0,
         with as f64 / 1024.0,
         peak as f64 / 1024.0,
         (with.saturating_sub(before)) as f64 / sockets as f64,
         after as f64 / 1024.0,
+        settled as f64 / 1024.0,
     );
 }
 
