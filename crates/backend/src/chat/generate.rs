@@ -60,8 +60,23 @@ impl Chat {
         slot: Option<Slot>,
     ) {
         let this = self.clone();
+        self.spawn_reply(thread, slot, async move {
+            this.generate(user, thread, question).await
+        });
+    }
+
+    /// Run `write` (one reply's writing) in a task owned by the thread, not
+    /// by the socket that asked for it; `slot` is given back when it ends,
+    /// however it ends.
+    fn spawn_reply(
+        &self,
+        thread: ThreadId,
+        slot: Option<Slot>,
+        write: impl std::future::Future<Output = Result<(), Error>> + Send + 'static,
+    ) {
+        let this = self.clone();
         self.inner.tasks.spawn(async move {
-            if let Err(e) = this.generate(user, thread, question).await {
+            if let Err(e) = write.await {
                 tracing::error!(error = %e, %thread, "reply generation failed");
             }
             if let Some(slot) = slot {
@@ -140,7 +155,8 @@ impl Chat {
         slot: Option<Slot>,
     ) {
         let this = self.clone();
-        self.inner.tasks.spawn(async move {
+        let thread = started.reply.thread_id;
+        self.spawn_reply(thread, slot, async move {
             let super::send::Started {
                 reply,
                 request_id,
@@ -149,7 +165,6 @@ impl Chat {
                 started,
             } = started;
             let _guard = guard;
-            let thread = reply.thread_id;
             let written = Reply {
                 id: reply.id,
                 seq: reply.seq,
@@ -160,15 +175,8 @@ impl Chat {
             this.publish(user, &ChatEvent::Stored { message: reply })
                 .await;
             let context = Ok(this.context_from(context));
-            if let Err(e) = this
-                .run_reply(user, thread, written, context, started, stop)
+            this.run_reply(user, thread, written, context, started, stop)
                 .await
-            {
-                tracing::error!(error = %e, %thread, "reply generation failed");
-            }
-            if let Some(slot) = slot {
-                this.inner.limiter.release(slot).await;
-            }
         });
     }
 
