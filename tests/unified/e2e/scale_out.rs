@@ -96,6 +96,24 @@ async fn a_killed_instance_never_strands_a_reply() {
     let reply_id = delta["message_id"].as_str().unwrap().to_string();
     let reply_seq = delta["seq"].as_i64().unwrap();
 
+    // What an interrupted reply keeps is what reached its live stream in
+    // Redis. The writer hands its own sockets a piece before its queued
+    // write to Redis lands, so a kill in between may lose that piece; kill
+    // once it is there.
+    let live = format!("{}live:{reply_id}", h.redis_prefix);
+    let redis = h.redis.clone();
+    eventually(5, "the piece in the reply's live stream", || {
+        let (live, mut redis) = (live.clone(), redis.clone());
+        async move {
+            let n: i64 = redis::cmd("XLEN")
+                .arg(&live)
+                .query_async(&mut redis)
+                .await
+                .ok()?;
+            (n > 0).then_some(())
+        }
+    })
+    .await;
     h.kill_backend(writer);
     assert_eq!(
         ws.expect_close().await,
